@@ -141,8 +141,7 @@ int main(int argc, char** argv) {
 
   ManifestOptions mo;
   auto* manifest = app.add_subcommand(
-      "manifest",
-      "Apply an OCI image's layers and write the canonical OCIX manifest of the resulting root filesystem");
+      "manifest", "Apply an OCI image's layers and write the canonical OCIX manifest of the resulting root filesystem");
   manifest->add_option("SRC", mo.src, "OCI image layout as DIR:TAG (or DIR when it holds one image)")->required();
   manifest->add_option("OUT", mo.out, "output file ('-' for standard output)")->required();
   manifest

@@ -126,8 +126,7 @@ class Validator {
     const uint64_t left = d_.size() - pos_;
     switch (major) {
       case 0:
-      case 1:
-        return Status::Ok();
+      case 1: return Status::Ok();
       case 2:
       case 3: {
         if (v > left) return Err("string longer than the input");
@@ -162,8 +161,7 @@ class Validator {
         }
         return Status::Ok();
       }
-      case 6:
-        return Item(depth + 1);
+      case 6: return Item(depth + 1);
       default:  // 7: only false and true appear in manifests
         if ((d_[pos_ - 1] & 0x1F) >= 24) return Err("floating point or simple value");
         if (v != 20 && v != 21) return Err("simple value other than true/false");
@@ -240,8 +238,7 @@ Result<std::span<cbor_pair>> GetMap(const cbor_item_t* item, std::string_view wh
 
 Result<std::string_view> KeyText(const cbor_pair& pair) {
   if (!cbor_isa_string(pair.key)) return Corruption("map key is not a text string");
-  return std::string_view(reinterpret_cast<const char*>(cbor_string_handle(pair.key)),
-                          cbor_string_length(pair.key));
+  return std::string_view(reinterpret_cast<const char*>(cbor_string_handle(pair.key)), cbor_string_length(pair.key));
 }
 
 }  // namespace ocix::core::cbor

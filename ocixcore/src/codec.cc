@@ -90,9 +90,7 @@ c::Item EncodeV1Entry(const Entry& e) {
     case FileType::kDirectory:
       if (e.opaque) kv.emplace_back("opaque", c::Bool(true));
       break;
-    case FileType::kSymlink:
-      kv.emplace_back("target", c::Text(e.target));
-      break;
+    case FileType::kSymlink: kv.emplace_back("target", c::Text(e.target)); break;
     case FileType::kCharDevice:
     case FileType::kBlockDevice: {
       std::vector<c::Item> r;
@@ -101,8 +99,7 @@ c::Item EncodeV1Entry(const Entry& e) {
       kv.emplace_back("rdev", c::Array(std::move(r)));
       break;
     }
-    default:
-      break;
+    default: break;
   }
   return c::Map(std::move(kv));
 }
@@ -175,16 +172,13 @@ Result<c::Item> EncodeV0Entry(const Entry& e) {
       payload.push_back(c::Uint(e.size));
       payload.push_back(DigestItem(e.digest));
       break;
-    case FileType::kSymlink:
-      payload.push_back(c::Text(e.target));
-      break;
+    case FileType::kSymlink: payload.push_back(c::Text(e.target)); break;
     case FileType::kCharDevice:
     case FileType::kBlockDevice:
       payload.push_back(c::Uint(e.rdev_major));
       payload.push_back(c::Uint(e.rdev_minor));
       break;
-    default:
-      break;
+    default: break;
   }
   kv.emplace_back(std::string(V0TypeName(e.type)), c::Array(std::move(payload)));
   return c::Map(std::move(kv));
@@ -263,9 +257,9 @@ Result<uint32_t> GetU32(const cbor_item_t* item, std::string_view what, uint64_t
 }
 
 Status DecodeV1Entry(const cbor_item_t* item, Entry& e) {
-  OCIX_ASSIGN_OR_RETURN(
-      Fields f, Fields::Of(item, "entry", {"b3", "gid", "uid", "data", "link", "mode", "rdev", "size", "user",
-                                           "group", "mtime", "chunks", "opaque", "target", "xattrs", "whiteout"}));
+  OCIX_ASSIGN_OR_RETURN(Fields f, Fields::Of(item, "entry",
+                                             {"b3", "gid", "uid", "data", "link", "mode", "rdev", "size", "user",
+                                              "group", "mtime", "chunks", "opaque", "target", "xattrs", "whiteout"}));
   if (const cbor_item_t* link = f.Get("link")) {
     if (f.size() != 1) return Corruption("a hardlink entry carries only \"link\"");
     e.type = FileType::kHardlink;
@@ -387,16 +381,18 @@ Result<Timestamp> GetTime(const cbor_item_t* item, std::string_view what) {
 
 Status DecodeV0Entry(const cbor_item_t* item, Entry& e) {
   OCIX_ASSIGN_OR_RETURN(
-      Fields f, Fields::Of(item, "entry", {"gid", "uid", "fifo", "link", "mode", "type", "atime", "block", "btime",
-                                           "ctime", "mtime", "symlink", "username", "character", "directory",
-                                           "groupname", "regularfile"}));
+      Fields f, Fields::Of(item, "entry",
+                           {"gid", "uid", "fifo", "link", "mode", "type", "atime", "block", "btime", "ctime", "mtime",
+                            "symlink", "username", "character", "directory", "groupname", "regularfile"}));
   if (!f.Get("type")) return Corruption("entry without type");
   OCIX_ASSIGN_OR_RETURN(std::string type, c::GetText(f.Get("type"), "type"));
-  static constexpr std::pair<std::string_view, FileType> kTypes[] = {
-      {"regularfile", FileType::kRegular},   {"directory", FileType::kDirectory},
-      {"symlink", FileType::kSymlink},       {"link", FileType::kHardlink},
-      {"character", FileType::kCharDevice},  {"block", FileType::kBlockDevice},
-      {"fifo", FileType::kFifo}};
+  static constexpr std::pair<std::string_view, FileType> kTypes[] = {{"regularfile", FileType::kRegular},
+                                                                     {"directory", FileType::kDirectory},
+                                                                     {"symlink", FileType::kSymlink},
+                                                                     {"link", FileType::kHardlink},
+                                                                     {"character", FileType::kCharDevice},
+                                                                     {"block", FileType::kBlockDevice},
+                                                                     {"fifo", FileType::kFifo}};
   bool found = false;
   for (const auto& [name, t] : kTypes) {
     if (name == type) {
@@ -491,8 +487,7 @@ Status DecodeV0Entry(const cbor_item_t* item, Entry& e) {
 
 // Unwraps tag `tag`, returning a new reference to the tagged item.
 Result<c::Item> Untag(const cbor_item_t* item, uint64_t tag) {
-  if (!cbor_isa_tag(item) || cbor_tag_value(item) != tag)
-    return Corruption("expected CBOR tag " + std::to_string(tag));
+  if (!cbor_isa_tag(item) || cbor_tag_value(item) != tag) return Corruption("expected CBOR tag " + std::to_string(tag));
   return c::Item(cbor_tag_item(item));
 }
 

@@ -172,8 +172,7 @@ void LayerBuilder::RemoveLower(const std::string& path, bool keep_self) {
 
 Status LayerBuilder::EnsureParents(const std::string& path) {
   // Ancestors top-down: "/a/b/c" -> "/", "/a", "/a/b".
-  for (size_t slash = 0; slash != std::string::npos && slash < path.size();
-       slash = path.find('/', slash + 1)) {
+  for (size_t slash = 0; slash != std::string::npos && slash < path.size(); slash = path.find('/', slash + 1)) {
     std::string dir = slash == 0 ? "/" : path.substr(0, slash);
     auto it = tree_.find(dir);
     if (it == tree_.end()) {
@@ -317,8 +316,8 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
 
   auto error = [&](const Status& s) { return s.WithContext("tar member \"" + path + "\""); };
 
-  if (const char* link = archive_entry_hardlink_utf8(ae) ? archive_entry_hardlink_utf8(ae)
-                                                         : archive_entry_hardlink(ae)) {
+  if (const char* link =
+          archive_entry_hardlink_utf8(ae) ? archive_entry_hardlink_utf8(ae) : archive_entry_hardlink(ae)) {
     auto target = NormalizeTarPath(link);
     if (!target.ok()) return error(target.status());
     auto it = tree_.find(*target);
@@ -342,9 +341,7 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
       s = ReadContent(a, ae, e, stats_.content_bytes);
       if (!s.ok()) return error(s);
       break;
-    case AE_IFDIR:
-      e.type = FileType::kDirectory;
-      break;
+    case AE_IFDIR: e.type = FileType::kDirectory; break;
     case AE_IFLNK: {
       e.type = FileType::kSymlink;
       const char* t = archive_entry_symlink_utf8(ae) ? archive_entry_symlink_utf8(ae) : archive_entry_symlink(ae);
@@ -359,11 +356,8 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
       e.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(ae));
       break;
     }
-    case AE_IFIFO:
-      e.type = FileType::kFifo;
-      break;
-    default:
-      return error(Corruption("unsupported file type (socket or unknown)"));
+    case AE_IFIFO: e.type = FileType::kFifo; break;
+    default: return error(Corruption("unsupported file type (socket or unknown)"));
   }
   if (path == "/" && e.type != FileType::kDirectory) return error(Corruption("the root is not a directory"));
   return error(Put(path, std::move(node)));

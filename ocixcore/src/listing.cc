@@ -68,11 +68,10 @@ std::string FormatListing(const Manifest& m) {
           }
           if (e.data->empty()) out += "none";
         }
-        if (e.chunks) out += " chunks=" + std::to_string(e.chunks->digests.size()) + "x" + std::to_string(e.chunks->chunk_size);
+        if (e.chunks)
+          out += " chunks=" + std::to_string(e.chunks->digests.size()) + "x" + std::to_string(e.chunks->chunk_size);
         break;
-      case FileType::kSymlink:
-        out += " link=" + Escape(e.target);
-        break;
+      case FileType::kSymlink: out += " link=" + Escape(e.target); break;
       case FileType::kCharDevice:
       case FileType::kBlockDevice:
         out += " device=" + std::to_string(e.rdev_major) + "," + std::to_string(e.rdev_minor);
@@ -80,8 +79,7 @@ std::string FormatListing(const Manifest& m) {
       case FileType::kDirectory:
         if (e.opaque) out += " opaque";
         break;
-      default:
-        break;
+      default: break;
     }
     for (const Xattr& x : e.xattrs) out += " xattr." + Escape(x.name) + "=" + HexOf(x.value);
     out += "\n";

@@ -175,8 +175,7 @@ Status ValidateEntry(const Manifest& m, const Entry& e) {
     }
     case FileType::kCharDevice:
     case FileType::kBlockDevice:
-    case FileType::kFifo:
-      break;
+    case FileType::kFifo: break;
     case FileType::kWhiteout:
       if (!m.layer) return PathError(e.path, "whiteout in a flattened manifest");
       if (e.path == "/") return PathError(e.path, "whiteout of the root");

@@ -86,11 +86,16 @@ Platform Platform::Host() {
   utsname u{};
   uname(&u);
   std::string m = u.machine;
-  if (m == "x86_64") p.architecture = "amd64";
-  else if (m == "aarch64") p.architecture = "arm64";
-  else if (m.rfind("arm", 0) == 0) p.architecture = "arm";
-  else if (m == "i686" || m == "i386") p.architecture = "386";
-  else p.architecture = m;
+  if (m == "x86_64")
+    p.architecture = "amd64";
+  else if (m == "aarch64")
+    p.architecture = "arm64";
+  else if (m.rfind("arm", 0) == 0)
+    p.architecture = "arm";
+  else if (m == "i686" || m == "i386")
+    p.architecture = "386";
+  else
+    p.architecture = m;
   return p;
 }
 
@@ -115,9 +120,7 @@ Result<Platform> Platform::Parse(std::string_view s) {
   return p;
 }
 
-std::string Platform::ToString() const {
-  return os + "/" + architecture + (variant.empty() ? "" : "/" + variant);
-}
+std::string Platform::ToString() const { return os + "/" + architecture + (variant.empty() ? "" : "/" + variant); }
 
 LayoutRef LayoutRef::Parse(std::string_view s) {
   // A tag never contains '/', so a ':' after the last '/' separates it.
@@ -141,8 +144,7 @@ bool IsTarLayerMediaType(std::string_view mt) {
 Result<OciLayout> OciLayout::Open(std::string dir) {
   OCIX_ASSIGN_OR_RETURN(std::string layout, ReadFile(dir + "/oci-layout", 4096));
   OCIX_ASSIGN_OR_RETURN(json j, ParseJson(layout, dir + "/oci-layout"));
-  if (StringField(j, "imageLayoutVersion").empty())
-    return Corruption(dir + "/oci-layout: no imageLayoutVersion");
+  if (StringField(j, "imageLayoutVersion").empty()) return Corruption(dir + "/oci-layout: no imageLayoutVersion");
   return OciLayout(std::move(dir));
 }
 

@@ -84,8 +84,7 @@ Result<Timestamp> ParseRfc3339(std::string_view s) {
       !Digits(s, 14, 2, mi) || s[16] != ':' || !Digits(s, 17, 2, se))
     return bad();
   static constexpr int kMonthDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (mo < 1 || mo > 12 || d < 1 || d > kMonthDays[mo - 1] + (mo == 2 && IsLeap(y)) || h > 23 || mi > 59 ||
-      se > 59)
+  if (mo < 1 || mo > 12 || d < 1 || d > kMonthDays[mo - 1] + (mo == 2 && IsLeap(y)) || h > 23 || mi > 59 || se > 59)
     return bad();
   size_t pos = 19;
   uint32_t nsec = 0;
@@ -115,8 +114,8 @@ Result<Timestamp> ParseRfc3339(std::string_view s) {
   }
   if (pos != s.size()) return bad();
   Timestamp t;
-  t.sec = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 + mi * 60 + se -
-          offset;
+  t.sec =
+      DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 + mi * 60 + se - offset;
   t.nsec = nsec;
   return t;
 }

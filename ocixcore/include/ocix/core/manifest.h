@@ -68,19 +68,19 @@ struct Entry {
   uint32_t mode = 0;  // permission bits only (07777)
   uint32_t uid = 0;
   uint32_t gid = 0;
-  std::string user;   // optional names; empty = absent
+  std::string user;  // optional names; empty = absent
   std::string group;
   Timestamp mtime;
   // Version 0 may carry these; they are kept so v0 decodes and re-encodes
   // unchanged. Version 1 drops them: they vary between builds for no reason.
   std::optional<Timestamp> atime, ctime, btime;
-  uint64_t size = 0;      // regular files
-  Digest digest;          // regular files: BLAKE3-256 of the whole content
+  uint64_t size = 0;  // regular files
+  Digest digest;      // regular files: BLAKE3-256 of the whole content
   // Sparse regular files: the data regions (possibly none: all hole).
   // nullopt = a file without holes.
   std::optional<std::vector<Extent>> data;
   std::optional<ChunkList> chunks;
-  std::string target;     // symlink: target as stored; hardlink: primary path
+  std::string target;  // symlink: target as stored; hardlink: primary path
   uint32_t rdev_major = 0, rdev_minor = 0;
   std::vector<Xattr> xattrs;  // sorted by name, unique
   bool opaque = false;        // directories of layer manifests

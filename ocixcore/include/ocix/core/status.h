@@ -71,7 +71,7 @@ Status ErrnoError(std::string_view what, int err);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!std::get<Status>(v_).ok() && "Result from an OK status has no value");
   }
@@ -96,17 +96,16 @@ class [[nodiscard]] Result {
 }  // namespace ocix::core
 
 // Propagate a failed Status (or the Status of a failed Result) to the caller.
-#define OCIX_RETURN_IF_ERROR(expr)                      \
-  do {                                                  \
-    ::ocix::core::Status ocix_status_ = (expr);         \
-    if (!ocix_status_.ok()) return ocix_status_;        \
+#define OCIX_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::ocix::core::Status ocix_status_ = (expr);  \
+    if (!ocix_status_.ok()) return ocix_status_; \
   } while (0)
 
 #define OCIX_CONCAT_INNER(a, b) a##b
 #define OCIX_CONCAT(a, b) OCIX_CONCAT_INNER(a, b)
 // `OCIX_ASSIGN_OR_RETURN(auto x, F());` binds x to F()'s value or returns its error.
-#define OCIX_ASSIGN_OR_RETURN(lhs, expr) \
-  OCIX_ASSIGN_OR_RETURN_IMPL(OCIX_CONCAT(ocix_result_, __LINE__), lhs, expr)
+#define OCIX_ASSIGN_OR_RETURN(lhs, expr) OCIX_ASSIGN_OR_RETURN_IMPL(OCIX_CONCAT(ocix_result_, __LINE__), lhs, expr)
 #define OCIX_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                               \
   if (!tmp.ok()) return tmp.status();              \
