@@ -122,6 +122,7 @@ class Validator {
     if (depth > kMaxCborDepth) return Err("nested too deeply");
     int major = 0;
     uint64_t v = 0;
+    const uint8_t additional_info = pos_ < d_.size() ? d_[pos_] & 0x1F : 0;
     OCIX_RETURN_IF_ERROR(Head(major, v));
     const uint64_t left = d_.size() - pos_;
     switch (major) {
@@ -163,7 +164,7 @@ class Validator {
       }
       case 6: return Item(depth + 1);
       default:  // 7: only false and true appear in manifests
-        if ((d_[pos_ - 1] & 0x1F) >= 24) return Err("floating point or simple value");
+        if (additional_info >= 24) return Err("floating point or extended simple value");
         if (v != 20 && v != 21) return Err("simple value other than true/false");
         return Status::Ok();
     }
@@ -222,7 +223,9 @@ Result<std::string> GetBytes(const cbor_item_t* item, std::string_view what) {
 }
 
 Result<bool> GetBool(const cbor_item_t* item, std::string_view what) {
-  if (!cbor_is_bool(item)) return TypeError(what, "a boolean");
+  // cbor_is_bool asserts on floats, so check the kind of item first.
+  if (!cbor_isa_float_ctrl(item) || cbor_float_get_width(item) != CBOR_FLOAT_0 || !cbor_is_bool(item))
+    return TypeError(what, "a boolean");
   return cbor_get_bool(item);
 }
 

@@ -187,6 +187,14 @@ Result<c::Item> EncodeV0Entry(const Entry& e) {
 }  // namespace
 
 Result<std::string> EncodeManifest(const Manifest& m) {
+  if (m.version == kFormatVersion0) {
+    // Say what version 0 lacks before the general rules call it corrupt.
+    for (const Entry& e : m.entries) {
+      if (e.type == FileType::kWhiteout || e.opaque)
+        return InvalidArgument("path \"" + e.path +
+                               "\": format version 0 cannot carry whiteouts or opaque directories");
+    }
+  }
   OCIX_RETURN_IF_ERROR(ValidateManifest(m).WithContext("encode manifest"));
   KV files;
   files.reserve(m.entries.size());

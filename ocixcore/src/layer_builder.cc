@@ -158,15 +158,35 @@ Status LayerBuilder::Apply(Source& src) {
   return Status::Ok();
 }
 
+// Descendants of a directory: the keys that start with "dir/". They are
+// contiguous in bytewise order, but siblings such as "dir-x" or "dir.txt"
+// sort between "dir" and "dir/...", so the walk starts at the prefix.
+std::map<std::string, LayerBuilder::Slot>::iterator LayerBuilder::FirstDescendant(const std::string& dir) {
+  return tree_.lower_bound(dir == "/" ? dir : dir + "/");
+}
+
 void LayerBuilder::RemoveLower(const std::string& path, bool keep_self) {
-  auto it = tree_.lower_bound(path);
-  while (it != tree_.end() && (it->first == path || IsDescendant(it->first, path))) {
-    const bool self = it->first == path;
-    if (it->second.layer < layer_ && !(self && keep_self)) {
+  bool self_removed = false;
+  if (auto self = tree_.find(path); self != tree_.end() && !keep_self && self->second.layer < layer_) {
+    tree_.erase(self);
+    self_removed = true;
+  }
+  bool kept_children = false;
+  for (auto it = FirstDescendant(path); it != tree_.end() && IsDescendant(it->first, path);) {
+    if (it->second.layer < layer_) {
       it = tree_.erase(it);
     } else {
+      kept_children = true;
       ++it;
     }
+  }
+  // A whited-out directory that this layer also puts children in (without
+  // its own member) comes back as the implicit parent an unpacker would make.
+  if (self_removed && kept_children) {
+    auto n = std::make_shared<Node>();
+    n->meta.type = FileType::kDirectory;
+    n->meta.mode = 0755;
+    tree_.emplace(path, Slot{std::move(n), layer_});
   }
 }
 
@@ -199,12 +219,12 @@ Status LayerBuilder::Put(const std::string& path, std::shared_ptr<Node> node) {
   if (it != tree_.end()) {
     const bool both_dirs =
         it->second.node->meta.type == FileType::kDirectory && node->meta.type == FileType::kDirectory;
+    it->second = Slot{std::move(node), layer_};
     if (!both_dirs) {
       // A non-directory replaces the whole subtree.
-      auto child = std::next(it);
+      auto child = FirstDescendant(path);
       while (child != tree_.end() && IsDescendant(child->first, path)) child = tree_.erase(child);
     }
-    it->second = Slot{std::move(node), layer_};
   } else {
     tree_.emplace(path, Slot{std::move(node), layer_});
   }

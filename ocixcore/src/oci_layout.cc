@@ -51,6 +51,14 @@ Result<Descriptor> ParseDescriptor(const json& j, std::string_view what) {
   if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
     return Corruption(std::string(what) + ": descriptor without a valid size");
   d.size = size->get<int64_t>();
+  if (auto p = j.find("platform"); p != j.end()) {
+    if (!p->is_object()) return Corruption(std::string(what) + ": platform is not an object");
+    Platform pl;
+    pl.os = StringField(*p, "os");
+    pl.architecture = StringField(*p, "architecture");
+    pl.variant = StringField(*p, "variant");
+    d.platform = std::move(pl);
+  }
   if (auto a = j.find("annotations"); a != j.end() && a->is_object()) {
     for (const auto& [k, v] : a->items())
       if (v.is_string()) d.annotations[k] = v.get<std::string>();
@@ -70,13 +78,6 @@ Result<std::string> ReadFile(const std::string& path, size_t max_size) {
   }
   if (in.bad()) return IoError("read " + path);
   return data;
-}
-
-bool PlatformMatches(const json& p, const Platform& want) {
-  if (!p.is_object()) return false;
-  if (StringField(p, "os") != want.os || StringField(p, "architecture") != want.architecture) return false;
-  std::string variant = StringField(p, "variant");
-  return want.variant.empty() || variant.empty() || variant == want.variant;
 }
 
 }  // namespace
@@ -118,6 +119,11 @@ Result<Platform> Platform::Parse(std::string_view s) {
   p.architecture = parts[1];
   if (parts.size() == 3) p.variant = parts[2];
   return p;
+}
+
+bool Platform::Satisfies(const Platform& want) const {
+  return os == want.os && architecture == want.architecture &&
+         (variant.empty() || want.variant.empty() || variant == want.variant);
 }
 
 std::string Platform::ToString() const { return os + "/" + architecture + (variant.empty() ? "" : "/" + variant); }
@@ -173,11 +179,9 @@ Result<ImageManifest> OciLayout::ResolveDescriptor(const Descriptor& d, const Pl
     auto ms = j.find("manifests");
     if (ms == j.end() || !ms->is_array()) return Corruption("index " + d.digest + " has no manifests");
     for (const json& m : *ms) {
-      if (!m.is_object()) return Corruption("index " + d.digest + ": entry is not an object");
-      // An entry without a platform is taken to fit any.
-      auto p = m.find("platform");
-      if (p != m.end() && !PlatformMatches(*p, platform)) continue;
       OCIX_ASSIGN_OR_RETURN(Descriptor child, ParseDescriptor(m, "index " + d.digest));
+      // An entry without a platform is taken to fit any.
+      if (child.platform && !child.platform->Satisfies(platform)) continue;
       return ResolveDescriptor(child, platform, depth + 1);
     }
     return NotFound("index " + d.digest + " has no manifest for " + platform.ToString());
@@ -214,8 +218,8 @@ Result<ImageManifest> OciLayout::Resolve(std::string_view tag, const Platform& p
     if (tag.empty()) return InvalidArgument(dir_ + " holds several images: name one as DIR:TAG");
     // Several platforms under one tag: pick ours.
     for (const Descriptor& d : matches) {
-      auto r = ResolveDescriptor(d, platform, 0);
-      if (r.ok()) return r;
+      if (d.platform && !d.platform->Satisfies(platform)) continue;
+      return ResolveDescriptor(d, platform, 0);
     }
     return NotFound("tag \"" + std::string(tag) + "\" has no image for " + platform.ToString());
   }

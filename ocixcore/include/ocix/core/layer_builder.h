@@ -59,9 +59,10 @@ class LayerBuilder {
   Status ApplyEntry(::archive* a, ::archive_entry* ae);
   Status Put(const std::string& path, std::shared_ptr<Node> node);
   void RemoveLower(const std::string& path, bool keep_self);
+  std::map<std::string, Slot>::iterator FirstDescendant(const std::string& dir);
   Status EnsureParents(const std::string& path);
 
-  // Bytewise order keeps a directory's descendants contiguous.
+  // Bytewise order keeps a directory's descendants ("dir/...") contiguous.
   std::map<std::string, Slot> tree_;
   int layer_ = -1;
   LayerStats stats_;

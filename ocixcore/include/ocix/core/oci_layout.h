@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,9 @@ struct Platform {
   // "linux/amd64", "linux/arm64/v8".
   static Result<Platform> Parse(std::string_view s);
   std::string ToString() const;
+  // Does an image for `this` platform run on `want`? An empty variant on
+  // either side matches any variant.
+  bool Satisfies(const Platform& want) const;
 };
 
 struct Descriptor {
@@ -30,6 +34,7 @@ struct Descriptor {
   std::string digest;  // "sha256:<hex>", validated
   int64_t size = 0;
   std::map<std::string, std::string> annotations;
+  std::optional<Platform> platform;  // set on index entries that name one
 };
 
 struct ImageManifest {
