@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(manifest_decode layer_apply rfc3339_parse)
+((${#targets[@]})) || mapfile -t targets < <(ls tests/fuzz/corpus)
 CC=clang CXX=clang++ BUILD_DIR=build-fuzz BUILD_TYPE=RelWithDebInfo \
   CMAKE_ARGS="-DOCIX_FUZZ=ON -DOCIX_SANITIZE=ON" scripts/setup.sh --build-only >/dev/null
 mkdir -p tests/fuzz/artifacts
