@@ -90,7 +90,7 @@ struct LayerBuilder::Source {
   }
 };
 
-LayerBuilder::LayerBuilder() = default;
+LayerBuilder::LayerBuilder(Mode mode) : mode_(mode) {}
 LayerBuilder::~LayerBuilder() = default;
 
 Result<std::string> NormalizeTarPath(std::string_view name) {
@@ -196,13 +196,22 @@ Status LayerBuilder::EnsureParents(const std::string& path) {
     std::string dir = slash == 0 ? "/" : path.substr(0, slash);
     auto it = tree_.find(dir);
     if (it == tree_.end()) {
-      if (dir == "/") continue;  // the root may stay implied
+      // The root may stay implied; a layer's parents may come from below.
+      if (dir == "/" || mode_ == Mode::kLayer) continue;
       // Tars may omit parents; unpackers create them 0755 root-owned. Time 0
       // keeps the result independent of when it was made.
       auto n = std::make_shared<Node>();
       n->meta.type = FileType::kDirectory;
       n->meta.mode = 0755;
       tree_.emplace(dir, Slot{std::move(n), layer_});
+    } else if (it->second.node->meta.type == FileType::kWhiteout) {
+      // A layer that deletes a directory and puts children under its name
+      // replaces it: an opaque directory, as an unpacker would leave it.
+      auto n = std::make_shared<Node>();
+      n->meta.type = FileType::kDirectory;
+      n->meta.mode = 0755;
+      n->meta.opaque = true;
+      it->second = Slot{std::move(n), layer_};
     } else if (it->second.node->meta.type != FileType::kDirectory) {
       // Unpackers would follow a symlink here; a layer built from a real
       // filesystem never has members below a non-directory.
@@ -213,12 +222,51 @@ Status LayerBuilder::EnsureParents(const std::string& path) {
   return Status::Ok();
 }
 
+Status LayerBuilder::PutWhiteout(const std::string& path) {
+  if (path == "/") return Corruption("whiteout of the root");
+  auto it = tree_.find(path);
+  if (it != tree_.end()) {
+    // This layer also puts something here: that already hides what is below,
+    // and for a directory the whiteout means "replace, do not merge".
+    if (it->second.node->meta.type == FileType::kDirectory) it->second.node->meta.opaque = true;
+    return Status::Ok();
+  }
+  OCIX_RETURN_IF_ERROR(EnsureParents(path));
+  auto n = std::make_shared<Node>();
+  n->meta.type = FileType::kWhiteout;
+  tree_.emplace(path, Slot{std::move(n), layer_});
+  return Status::Ok();
+}
+
+Status LayerBuilder::MarkOpaque(const std::string& dir) {
+  auto it = tree_.find(dir);
+  if (it != tree_.end() && it->second.node->meta.type == FileType::kDirectory) {
+    it->second.node->meta.opaque = true;
+    return Status::Ok();
+  }
+  if (it != tree_.end() && it->second.node->meta.type != FileType::kWhiteout)
+    return Corruption("opaque marker in \"" + dir + "\", which is not a directory");
+  OCIX_RETURN_IF_ERROR(EnsureParents(dir));
+  // No member for the directory (yet): the marker implies one.
+  auto n = std::make_shared<Node>();
+  n->meta.type = FileType::kDirectory;
+  n->meta.mode = 0755;
+  n->meta.opaque = true;
+  tree_.insert_or_assign(dir, Slot{std::move(n), layer_});
+  return Status::Ok();
+}
+
 Status LayerBuilder::Put(const std::string& path, std::shared_ptr<Node> node) {
   OCIX_RETURN_IF_ERROR(EnsureParents(path));
   auto it = tree_.find(path);
   if (it != tree_.end()) {
-    const bool both_dirs =
-        it->second.node->meta.type == FileType::kDirectory && node->meta.type == FileType::kDirectory;
+    const FileType old_type = it->second.node->meta.type;
+    const bool both_dirs = old_type == FileType::kDirectory && node->meta.type == FileType::kDirectory;
+    // Layer mode: a directory that this layer whited out or marked opaque
+    // stays opaque whatever order the members came in.
+    if (mode_ == Mode::kLayer && node->meta.type == FileType::kDirectory &&
+        (old_type == FileType::kWhiteout || (both_dirs && it->second.node->meta.opaque)))
+      node->meta.opaque = true;
     it->second = Slot{std::move(node), layer_};
     if (!both_dirs) {
       // A non-directory replaces the whole subtree.
@@ -231,9 +279,21 @@ Status LayerBuilder::Put(const std::string& path, std::shared_ptr<Node> node) {
   return Status::Ok();
 }
 
-namespace {
+// Holes of a sparse member: hashed as zeros, and handed to the observer as
+// zeros (the rewritten layer stores them densely).
+Status LayerBuilder::Zeros(uint64_t n, Blake3& h) {
+  h.UpdateZeros(n);
+  if (!observer_) return Status::Ok();
+  static constexpr uint8_t kZeros[64 * 1024] = {};
+  while (n > 0) {
+    const size_t step = static_cast<size_t>(std::min<uint64_t>(n, sizeof kZeros));
+    OCIX_RETURN_IF_ERROR(observer_->OnData({kZeros, step}));
+    n -= step;
+  }
+  return Status::Ok();
+}
 
-Status ReadContent(archive* a, archive_entry* ae, Entry& e, uint64_t& content_bytes) {
+Status LayerBuilder::ReadContent(archive* a, archive_entry* ae, Entry& e) {
   Blake3 h;
   uint64_t pos = 0;
   std::vector<Extent> extents;
@@ -246,7 +306,7 @@ Status ReadContent(archive* a, archive_entry* ae, Entry& e, uint64_t& content_by
     if (off < 0 || static_cast<uint64_t>(off) < pos) return Corruption("data blocks out of order");
     const auto uoff = static_cast<uint64_t>(off);
     if (uoff > pos) {
-      h.UpdateZeros(uoff - pos);
+      OCIX_RETURN_IF_ERROR(Zeros(uoff - pos, h));
       holes = true;
     }
     if (len == 0) {
@@ -254,6 +314,7 @@ Status ReadContent(archive* a, archive_entry* ae, Entry& e, uint64_t& content_by
       continue;
     }
     h.Update({static_cast<const uint8_t*>(buf), len});
+    if (observer_) OCIX_RETURN_IF_ERROR(observer_->OnData({static_cast<const uint8_t*>(buf), len}));
     if (!extents.empty() && extents.back().offset + extents.back().length == uoff) {
       extents.back().length += len;
     } else {
@@ -261,20 +322,22 @@ Status ReadContent(archive* a, archive_entry* ae, Entry& e, uint64_t& content_by
       extents.push_back({uoff, len});
     }
     pos = uoff + len;
-    content_bytes += len;
+    stats_.content_bytes += len;
   }
   if (r != ARCHIVE_EOF) return Corruption(ArchiveError(a, "read file data"));
   if (!archive_entry_size_is_set(ae) || archive_entry_size(ae) < 0) return Corruption("file without a size");
   e.size = static_cast<uint64_t>(archive_entry_size(ae));
   if (pos > e.size) return Corruption("more data than the file size");
   if (pos < e.size) {
-    h.UpdateZeros(e.size - pos);
+    OCIX_RETURN_IF_ERROR(Zeros(e.size - pos, h));
     holes = true;
   }
   e.digest = h.Finish();
   if (holes) e.data = std::move(extents);
   return Status::Ok();
 }
+
+namespace {
 
 Status ReadMeta(archive_entry* ae, Entry& e) {
   e.mode = static_cast<uint32_t>(archive_entry_perm(ae)) & 07777;
@@ -318,6 +381,16 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
   const char* raw = PathnameOf(ae);
   if (raw == nullptr) return Corruption("tar member without a name");
   OCIX_ASSIGN_OR_RETURN(std::string path, NormalizeTarPath(raw));
+  if (filter_ && !filter_(path, ae)) return Status::Ok();  // libarchive skips its data
+  auto error = [&](const Status& s) { return s.WithContext("tar member \"" + path + "\""); };
+  if (observer_) OCIX_RETURN_IF_ERROR(error(observer_->OnMember(ae, path)));
+  const Entry* file = nullptr;
+  OCIX_RETURN_IF_ERROR(error(Record(a, ae, path, file)));
+  if (observer_) OCIX_RETURN_IF_ERROR(error(observer_->OnMemberEnd(file)));
+  return Status::Ok();
+}
+
+Status LayerBuilder::Record(archive* a, archive_entry* ae, const std::string& path, const Entry*& file) {
   const size_t slash = path.rfind('/');
   const std::string_view base = std::string_view(path).substr(slash + 1);
   const std::string parent = slash == 0 ? "/" : path.substr(0, slash);
@@ -325,48 +398,50 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
   // Whiteouts (OCI image-spec layer.md) act on the layers below only.
   if (base.substr(0, 4) == ".wh.") {
     if (base == ".wh..wh..opq") {
+      if (mode_ == Mode::kLayer) return MarkOpaque(parent);
       RemoveLower(parent, /*keep_self=*/true);
     } else if (base.substr(0, 8) != ".wh..wh.") {  // other ".wh..wh." names are aufs bookkeeping
       std::string victim = (parent == "/" ? "" : parent) + "/" + std::string(base.substr(4));
       OCIX_RETURN_IF_ERROR(ValidatePath(victim).WithContext("whiteout"));
+      if (mode_ == Mode::kLayer) return PutWhiteout(victim);
       RemoveLower(victim, /*keep_self=*/false);
     }
     return Status::Ok();
   }
 
-  auto error = [&](const Status& s) { return s.WithContext("tar member \"" + path + "\""); };
-
   if (const char* link =
           archive_entry_hardlink_utf8(ae) ? archive_entry_hardlink_utf8(ae) : archive_entry_hardlink(ae)) {
-    auto target = NormalizeTarPath(link);
-    if (!target.ok()) return error(target.status());
-    auto it = tree_.find(*target);
-    if (it == tree_.end()) return error(Corruption("hardlink to missing \"" + *target + "\""));
-    if (*target == path) return error(Corruption("hardlink to itself"));
+    OCIX_ASSIGN_OR_RETURN(std::string target, NormalizeTarPath(link));
+    auto it = tree_.find(target);
+    if (it == tree_.end()) {
+      return Corruption("hardlink to missing \"" + target + "\"" +
+                        (mode_ == Mode::kLayer ? " (links into lower layers are not supported)" : ""));
+    }
+    if (target == path) return Corruption("hardlink to itself");
     std::shared_ptr<Node> node = it->second.node;
     // Only regular files share an inode in the manifest; other hardlinked
     // types (rare: devices, fifos) become independent copies.
-    if (node->meta.type == FileType::kDirectory) return error(Corruption("hardlink to a directory"));
+    if (node->meta.type == FileType::kDirectory || node->meta.type == FileType::kWhiteout)
+      return Corruption("hardlink to a " + std::string(FileTypeName(node->meta.type)));
     if (node->meta.type != FileType::kRegular) node = std::make_shared<Node>(*node);
-    return error(Put(path, std::move(node)));
+    return Put(path, std::move(node));
   }
 
   auto node = std::make_shared<Node>();
   Entry& e = node->meta;
-  Status s = ReadMeta(ae, e);
-  if (!s.ok()) return error(s);
+  OCIX_RETURN_IF_ERROR(ReadMeta(ae, e));
   switch (archive_entry_filetype(ae)) {
     case AE_IFREG:
       e.type = FileType::kRegular;
-      s = ReadContent(a, ae, e, stats_.content_bytes);
-      if (!s.ok()) return error(s);
+      OCIX_RETURN_IF_ERROR(ReadContent(a, ae, e));
+      if (e.size > 0) file = &e;
       break;
     case AE_IFDIR: e.type = FileType::kDirectory; break;
     case AE_IFLNK: {
       e.type = FileType::kSymlink;
       const char* t = archive_entry_symlink_utf8(ae) ? archive_entry_symlink_utf8(ae) : archive_entry_symlink(ae);
       e.target = t ? t : "";
-      if (e.target.empty()) return error(Corruption("symlink without a target"));
+      if (e.target.empty()) return Corruption("symlink without a target");
       break;
     }
     case AE_IFCHR:
@@ -377,15 +452,19 @@ Status LayerBuilder::ApplyEntry(archive* a, archive_entry* ae) {
       break;
     }
     case AE_IFIFO: e.type = FileType::kFifo; break;
-    default: return error(Corruption("unsupported file type (socket or unknown)"));
+    default: return Corruption("unsupported file type (socket or unknown)");
   }
-  if (path == "/" && e.type != FileType::kDirectory) return error(Corruption("the root is not a directory"));
-  return error(Put(path, std::move(node)));
+  if (path == "/" && e.type != FileType::kDirectory) return Corruption("the root is not a directory");
+  return Put(path, std::move(node));
 }
 
 Result<Manifest> LayerBuilder::Finish(uint64_t version) const {
   Manifest m;
   m.version = version;
+  if (mode_ == Mode::kLayer) {
+    if (version != 1) return InvalidArgument("a layer manifest needs format version 1");
+    m.layer = true;
+  }
   std::vector<std::pair<const std::string*, const Node*>> order;
   order.reserve(tree_.size());
   for (const auto& [path, slot] : tree_) order.emplace_back(&path, slot.node.get());

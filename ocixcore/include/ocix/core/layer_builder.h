@@ -1,10 +1,15 @@
-// Applies OCI layer tarballs in order and yields the manifest of the result.
+// Applies OCI layer tarballs and yields the manifest of the result.
 //
-// This is the OCI image-spec's layer model, done in memory on metadata only:
-// later entries replace earlier ones, `.wh.NAME` deletes NAME from the layers
-// below, `DIR/.wh..wh..opq` hides everything the layers below put in DIR, and
-// hardlinks share one file. File contents are hashed while streaming and then
-// dropped, so memory grows with the number of paths, not their sizes.
+// Flatten mode (default) is the OCI image-spec's layer model, done in memory
+// on metadata only: later entries replace earlier ones, `.wh.NAME` deletes
+// NAME from the layers below, `DIR/.wh..wh..opq` hides everything the layers
+// below put in DIR, and hardlinks share one file. Layer mode describes one
+// layer by itself: whiteouts become whiteout entries and opaque markers
+// opaque directories (a version 1 layer manifest).
+//
+// File contents are hashed while streaming and then dropped, so memory grows
+// with the number of paths, not their sizes. An observer sees every member
+// and its bytes as they stream (the converter rewrites the layer from them).
 #pragma once
 
 #include <cstdint>
@@ -29,9 +34,25 @@ struct LayerStats {
   uint64_t blob_bytes = 0;     // compressed bytes read from the blob
 };
 
+// Sees each tar member as LayerBuilder reads it. Calls come in order:
+// OnMember, then OnData for a regular file's whole logical content (holes as
+// zeros), then OnMemberEnd with the entry as recorded (null for members that
+// are not a regular file with content: directories, links, whiteouts, ...).
+class MemberObserver {
+ public:
+  virtual ~MemberObserver() = default;
+  virtual Status OnMember(::archive_entry* member, const std::string& path) = 0;
+  virtual Status OnData(std::span<const uint8_t> data) = 0;
+  virtual Status OnMemberEnd(const Entry* file) = 0;
+};
+
 class LayerBuilder {
  public:
-  LayerBuilder();
+  enum class Mode { kFlatten, kLayer };
+  // Decides per member whether to take it (true) or skip it entirely.
+  using Filter = std::function<bool(const std::string& path, ::archive_entry* member)>;
+
+  explicit LayerBuilder(Mode mode = Mode::kFlatten);
   ~LayerBuilder();
   LayerBuilder(const LayerBuilder&) = delete;
   LayerBuilder& operator=(const LayerBuilder&) = delete;
@@ -43,7 +64,12 @@ class LayerBuilder {
   // The same for a layer held in memory (tests, fuzzing).
   Status ApplyLayerMemory(std::span<const uint8_t> blob);
 
-  // The flattened tree as a manifest of the given version.
+  // REQUIRES: observer outlives every Apply call. nullptr removes it.
+  void SetObserver(MemberObserver* observer) { observer_ = observer; }
+  void SetFilter(Filter filter) { filter_ = std::move(filter); }
+
+  // The tree as a manifest of the given version (layer mode: version 1
+  // with layer=true).
   Result<Manifest> Finish(uint64_t version) const;
 
   const LayerStats& stats() const { return stats_; }
@@ -57,11 +83,21 @@ class LayerBuilder {
   };
   Status Apply(Source& src);
   Status ApplyEntry(::archive* a, ::archive_entry* ae);
+  // Records one member in the tree; `file` is set to the recorded entry of a
+  // regular file with content (valid until the tree changes).
+  Status Record(::archive* a, ::archive_entry* ae, const std::string& path, const Entry*& file);
   Status Put(const std::string& path, std::shared_ptr<Node> node);
   void RemoveLower(const std::string& path, bool keep_self);
   std::map<std::string, Slot>::iterator FirstDescendant(const std::string& dir);
   Status EnsureParents(const std::string& path);
+  Status PutWhiteout(const std::string& path);
+  Status MarkOpaque(const std::string& dir);
+  Status ReadContent(::archive* a, ::archive_entry* ae, Entry& e);
+  Status Zeros(uint64_t n, Blake3& h);
 
+  Mode mode_;
+  MemberObserver* observer_ = nullptr;
+  Filter filter_;
   // Bytewise order keeps a directory's descendants ("dir/...") contiguous.
   std::map<std::string, Slot> tree_;
   int layer_ = -1;
