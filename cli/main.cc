@@ -4,20 +4,24 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <clocale>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <string>
 
 #include "ocix/core/codec.h"
+#include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
 #include "ocix/core/limits.h"
 #include "ocix/core/listing.h"
 #include "ocix/core/oci_layout.h"
+#include "ocix/core/ocix_layer.h"
 
 namespace {
 
@@ -131,6 +135,112 @@ int RunInspect(const std::string& file, bool json) {
   return s.ok() ? 0 : Fail(s);
 }
 
+// A one-line progress bar on standard error when it is a terminal; silent
+// otherwise (logs and CI stay clean).
+class ProgressBar {
+ public:
+  ProgressBar() : tty_(isatty(STDERR_FILENO) == 1) {}
+  void Begin(const std::string& what, uint64_t total) {
+    End();
+    what_ = what;
+    total_ = total;
+    start_ = std::chrono::steady_clock::now();
+    active_ = true;
+    Update(0, total);
+  }
+  void Update(uint64_t done, uint64_t total) {
+    if (!tty_ || !active_) return;
+    if (total) total_ = total;
+    auto now = std::chrono::steady_clock::now();
+    if (done != 0 && done != total_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double secs = std::chrono::duration<double>(now - start_).count();
+    const double rate = secs > 0 ? static_cast<double>(done) / secs / 1e6 : 0;
+    if (total_ > 0) {
+      const int pct =
+          static_cast<int>(100.0 * static_cast<double>(std::min(done, total_)) / static_cast<double>(total_));
+      const int filled = pct / 5;
+      std::fprintf(stderr, "\r%-32s [%-20s] %3d%% %7.1f MB/s", what_.c_str(), std::string(filled, '#').c_str(), pct,
+                   rate);
+    } else {
+      std::fprintf(stderr, "\r%-32s %10.1f MB %7.1f MB/s", what_.c_str(), static_cast<double>(done) / 1e6, rate);
+    }
+  }
+  void End() {
+    if (tty_ && active_) std::fputc('\n', stderr);
+    active_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool active_ = false;
+  std::string what_;
+  uint64_t total_ = 0;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+struct ConvertCliOptions {
+  std::string src, dst, platform, prefetch_file;
+  uint64_t chunk_size = kDefaultChunkSize;
+  int level = 3;
+  bool quiet = false;
+};
+
+Result<std::vector<std::string>> ReadPrefetchList(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open " + path);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] != '/') line = "/" + line;
+    OCIX_RETURN_IF_ERROR(ValidatePath(line).WithContext(path));
+    out.push_back(line);
+  }
+  return out;
+}
+
+int RunConvert(const ConvertCliOptions& o) {
+  ConvertImageOptions opts;
+  opts.layer.chunk_size = o.chunk_size;
+  opts.layer.zstd_level = o.level;
+  if (!o.platform.empty()) {
+    auto p = Platform::Parse(o.platform);
+    if (!p.ok()) return Fail(p.status());
+    opts.platform = *p;
+  }
+  if (!o.prefetch_file.empty()) {
+    auto list = ReadPrefetchList(o.prefetch_file);
+    if (!list.ok()) return Fail(list.status());
+    opts.layer.prefetch = std::move(*list);
+  }
+  if (const char* t = std::getenv("TMPDIR")) opts.tmp_dir = t;
+  auto src_ref = LayoutRef::Parse(o.src.substr(0, 4) == "oci:" ? o.src.substr(4) : o.src);
+  auto dst_ref = LayoutRef::Parse(o.dst.substr(0, 4) == "oci:" ? o.dst.substr(4) : o.dst);
+  auto src = OpenLayoutSource(src_ref);
+  if (!src.ok()) return Fail(src.status().WithContext(o.src));
+  auto dst = OpenLayoutSink(dst_ref);
+  if (!dst.ok()) return Fail(dst.status().WithContext(o.dst));
+  ProgressBar bar;
+  ConvertEvents ev;
+  if (!o.quiet) {
+    ev.begin_step = [&](const std::string& what, uint64_t total) { bar.Begin(what, total); };
+    ev.progress = [&](uint64_t done, uint64_t total) { bar.Update(done, total); };
+  }
+  auto r = ConvertImage(**src, **dst, opts, ev);
+  bar.End();
+  if (!r.ok()) return Fail(r.status());
+  if (!o.quiet) {
+    for (const ConvertedLayer& l : r->layers)
+      std::fprintf(stderr, "ocix: %s  %llu bytes (tar %llu, TOC %llu), %llu files, %llu entries\n",
+                   l.descriptor.digest.c_str(), static_cast<unsigned long long>(l.descriptor.size),
+                   static_cast<unsigned long long>(l.tar_bytes), static_cast<unsigned long long>(l.toc_bytes),
+                   static_cast<unsigned long long>(l.files), static_cast<unsigned long long>(l.entries));
+  }
+  std::printf("%s\n", r->root.digest.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,6 +269,19 @@ int main(int argc, char** argv) {
   inspect->add_option("FILE", inspect_file, "manifest file ('-' for standard input)")->required();
   inspect->add_flag("--json", inspect_json, "print JSON instead (schema in docs/FORMAT.md)");
 
+  ConvertCliOptions co;
+  auto* convert = app.add_subcommand(
+      "convert", "Convert an OCI image into an OCIX image (lazily loadable, still a valid OCI image)");
+  convert->add_option("SRC", co.src, "source image: OCI layout oci:DIR:TAG (or DIR:TAG)")->required();
+  convert->add_option("DST", co.dst, "destination: OCI layout oci:DIR:TAG (created if missing)")->required();
+  convert->add_option("--platform", co.platform, "convert only this OS/ARCH[/VARIANT] of an index (default: all)");
+  convert->add_option("--chunk-size", co.chunk_size, "bytes per content chunk (power of two, 4 KiB - 64 MiB)")
+      ->capture_default_str();
+  convert->add_option("--level", co.level, "zstd compression level")->check(CLI::Range(1, 19))->capture_default_str();
+  convert->add_option("--prefetch", co.prefetch_file,
+                      "file listing paths (one per line) to put first and mark for prefetch");
+  convert->add_flag("-q,--quiet", co.quiet, "no progress or summary on standard error");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -166,5 +289,6 @@ int main(int argc, char** argv) {
   }
   if (manifest->parsed()) return RunManifest(mo);
   if (inspect->parsed()) return RunInspect(inspect_file, inspect_json);
+  if (convert->parsed()) return RunConvert(co);
   return 2;
 }

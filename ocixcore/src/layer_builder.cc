@@ -54,6 +54,7 @@ struct LayerBuilder::Source {
   Sha256 sha;
   uint64_t bytes = 0;
   int read_errno = 0;
+  const std::function<void(uint64_t)>* progress = nullptr;
 
   static la_ssize_t Read(archive*, void* self, const void** out) {
     auto* s = static_cast<Source*>(self);
@@ -74,6 +75,7 @@ struct LayerBuilder::Source {
     }
     s->sha.Update({s->buf.data(), static_cast<size_t>(n)});
     s->bytes += static_cast<uint64_t>(n);
+    if (s->progress && *s->progress) (*s->progress)(s->bytes);
     *out = s->buf.data();
     return n;
   }
@@ -117,6 +119,7 @@ Status LayerBuilder::ApplyLayerFile(const std::string& path, std::string_view ex
   src.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (src.fd < 0) return ErrnoError("open " + path, errno);
   src.buf.resize(1 << 20);
+  src.progress = &read_progress_;
   Status s = Apply(src);
   if (s.ok()) s = src.Drain();
   ::close(src.fd);

@@ -67,6 +67,8 @@ class LayerBuilder {
   // REQUIRES: observer outlives every Apply call. nullptr removes it.
   void SetObserver(MemberObserver* observer) { observer_ = observer; }
   void SetFilter(Filter filter) { filter_ = std::move(filter); }
+  // Called with the blob bytes read so far in the current layer.
+  void SetReadProgress(std::function<void(uint64_t)> fn) { read_progress_ = std::move(fn); }
 
   // The tree as a manifest of the given version (layer mode: version 1
   // with layer=true).
@@ -98,6 +100,7 @@ class LayerBuilder {
   Mode mode_;
   MemberObserver* observer_ = nullptr;
   Filter filter_;
+  std::function<void(uint64_t)> read_progress_;
   // Bytewise order keeps a directory's descendants ("dir/...") contiguous.
   std::map<std::string, Slot> tree_;
   int layer_ = -1;

@@ -1,0 +1,362 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "ocix/core/convert.h"
+#include "ocix/core/sha256.h"
+
+namespace ocix::core {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr std::string_view kMediaIndex = "application/vnd.oci.image.index.v1+json";
+constexpr std::string_view kMediaManifest = "application/vnd.oci.image.manifest.v1+json";
+constexpr std::string_view kMediaConfig = "application/vnd.oci.image.config.v1+json";
+constexpr std::string_view kMediaDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
+constexpr std::string_view kMediaDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
+constexpr size_t kMaxJson = 4u << 20;
+
+Result<json> ParseObject(std::string_view text, std::string_view what) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Corruption(std::string(what) + ": not a JSON object");
+  return j;
+}
+
+json DescriptorJson(const Descriptor& d) {
+  json j = {{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
+  if (!d.annotations.empty()) j["annotations"] = d.annotations;
+  if (d.platform) {
+    json p = {{"os", d.platform->os}, {"architecture", d.platform->architecture}};
+    if (!d.platform->variant.empty()) p["variant"] = d.platform->variant;
+    j["platform"] = p;
+  }
+  return j;
+}
+
+Descriptor DescribeJson(std::string_view media_type, const std::string& body) {
+  Descriptor d;
+  d.media_type = media_type;
+  d.digest = Sha256::OciDigest(body);
+  d.size = static_cast<int64_t>(body.size());
+  return d;
+}
+
+Result<Descriptor> DescriptorFrom(const json& j, std::string_view what) {
+  if (!j.is_object()) return Corruption(std::string(what) + ": descriptor is not an object");
+  Descriptor d;
+  auto str = [&](const char* k) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  d.media_type = str("mediaType");
+  d.digest = str("digest");
+  if (d.digest.size() != 71 || d.digest.compare(0, 7, "sha256:") != 0 || !Digest::FromHex(d.digest.substr(7)))
+    return Corruption(std::string(what) + ": bad digest \"" + d.digest.substr(0, 80) + "\"");
+  auto size = j.find("size");
+  if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
+    return Corruption(std::string(what) + ": bad size");
+  d.size = size->get<int64_t>();
+  if (auto a = j.find("annotations"); a != j.end() && a->is_object())
+    for (const auto& [k, v] : a->items())
+      if (v.is_string()) d.annotations[k] = v.get<std::string>();
+  if (auto p = j.find("platform"); p != j.end() && p->is_object()) {
+    Platform pl;
+    pl.os = p->value("os", "");
+    pl.architecture = p->value("architecture", "");
+    pl.variant = p->value("variant", "");
+    d.platform = pl;
+  }
+  return d;
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view data) {
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+    if (!out) return IoError("write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp.c_str());
+    return ErrnoError("rename to " + path, err);
+  }
+  return Status::Ok();
+}
+
+class LayoutSource final : public ImageSource {
+ public:
+  LayoutSource(OciLayout layout, std::string tag) : layout_(std::move(layout)), tag_(std::move(tag)) {}
+
+  Result<std::pair<Descriptor, std::string>> Root() override {
+    std::ifstream in(layout_.dir() + "/index.json", std::ios::binary);
+    if (!in) return NotFound("no index.json in " + layout_.dir());
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    OCIX_ASSIGN_OR_RETURN(json index, ParseObject(text, layout_.dir() + "/index.json"));
+    auto ms = index.find("manifests");
+    if (ms == index.end() || !ms->is_array()) return Corruption(layout_.dir() + "/index.json has no manifests");
+    std::vector<Descriptor> matches;
+    for (const json& m : *ms) {
+      OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFrom(m, "index.json"));
+      auto name = d.annotations.find(std::string(kRefName));
+      if (tag_.empty() || (name != d.annotations.end() && name->second == tag_)) matches.push_back(std::move(d));
+    }
+    if (matches.empty()) return NotFound("tag \"" + tag_ + "\" not in " + layout_.dir());
+    if (matches.size() > 1) return InvalidArgument(layout_.dir() + ": several images match \"" + tag_ + "\"");
+    Descriptor d = matches[0];
+    d.annotations.erase(std::string(kRefName));
+    OCIX_ASSIGN_OR_RETURN(std::string body, layout_.ReadBlob(d, kMaxJson));
+    return std::make_pair(std::move(d), std::move(body));
+  }
+
+  Result<std::string> ReadBlob(const Descriptor& d, size_t max_size) override { return layout_.ReadBlob(d, max_size); }
+
+  Result<std::string> BlobFile(const Descriptor& d, const std::string&, const ProgressFn&) override {
+    std::string path = layout_.BlobPath(d.digest);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return ErrnoError("blob " + d.digest, errno);
+    if (st.st_size != d.size) return Corruption("blob " + d.digest + ": size differs from its descriptor");
+    return path;
+  }
+
+ private:
+  OciLayout layout_;
+  std::string tag_;
+};
+
+class LayoutSink final : public ImageSink {
+ public:
+  explicit LayoutSink(LayoutRef ref) : ref_(std::move(ref)) {}
+
+  Status Init() {
+    std::error_code ec;
+    fs::create_directories(ref_.dir + "/blobs/sha256", ec);
+    if (ec) return IoError("create " + ref_.dir + ": " + ec.message());
+    if (!fs::exists(ref_.dir + "/oci-layout"))
+      OCIX_RETURN_IF_ERROR(WriteFileAtomic(ref_.dir + "/oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
+    if (!fs::exists(ref_.dir + "/index.json"))
+      OCIX_RETURN_IF_ERROR(WriteFileAtomic(ref_.dir + "/index.json", R"({"schemaVersion":2,"manifests":[]})"));
+    return Status::Ok();
+  }
+
+  Status PutBlobFile(const Descriptor& d, const std::string& path, const ProgressFn&) override {
+    const std::string dst = BlobPath(d);
+    if (fs::exists(dst)) {
+      std::remove(path.c_str());
+      return Status::Ok();
+    }
+    std::error_code ec;
+    fs::rename(path, dst, ec);
+    if (ec) {  // another filesystem: copy
+      fs::copy_file(path, dst, fs::copy_options::overwrite_existing, ec);
+      if (ec) return IoError("store blob " + d.digest + ": " + ec.message());
+      std::remove(path.c_str());
+    }
+    return Status::Ok();
+  }
+
+  Status PutBlob(const Descriptor& d, std::string_view data) override {
+    if (fs::exists(BlobPath(d))) return Status::Ok();
+    return WriteFileAtomic(BlobPath(d), data);
+  }
+
+  Status PutRoot(const Descriptor& d, std::string_view data) override {
+    OCIX_RETURN_IF_ERROR(PutBlob(d, data));
+    std::ifstream in(ref_.dir + "/index.json", std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    OCIX_ASSIGN_OR_RETURN(json index, ParseObject(text, ref_.dir + "/index.json"));
+    json kept = json::array();
+    if (auto ms = index.find("manifests"); ms != index.end() && ms->is_array()) {
+      for (const json& m : *ms) {
+        bool same_tag = m.is_object() && m.contains("annotations") && m["annotations"].is_object() &&
+                        m["annotations"].value(std::string(kRefName), "") == ref_.tag;
+        if (!same_tag) kept.push_back(m);
+      }
+    }
+    Descriptor named = d;
+    if (!ref_.tag.empty()) named.annotations[std::string(kRefName)] = ref_.tag;
+    kept.push_back(DescriptorJson(named));
+    index["schemaVersion"] = 2;
+    index["manifests"] = kept;
+    return WriteFileAtomic(ref_.dir + "/index.json", index.dump());
+  }
+
+ private:
+  std::string BlobPath(const Descriptor& d) const { return ref_.dir + "/blobs/sha256/" + d.digest.substr(7); }
+  LayoutRef ref_;
+};
+
+bool IsIndex(std::string_view mt) { return mt == kMediaIndex || mt == kMediaDockerList; }
+
+class Converter {
+ public:
+  Converter(ImageSource& src, ImageSink& dst, const ConvertImageOptions& o, const ConvertEvents& ev)
+      : src_(src), dst_(dst), opts_(o), ev_(ev) {}
+
+  Result<ConvertImageResult> Run() {
+    OCIX_ASSIGN_OR_RETURN(auto root, src_.Root());
+    auto& [desc, body] = root;
+    OCIX_ASSIGN_OR_RETURN(json j, ParseObject(body, "root " + desc.digest));
+    std::string mt = desc.media_type.empty() ? j.value("mediaType", "") : desc.media_type;
+    if (mt.empty()) mt = j.contains("manifests") ? kMediaIndex : kMediaManifest;
+    ConvertImageResult result;
+    if (IsIndex(mt)) {
+      OCIX_ASSIGN_OR_RETURN(result.root, ConvertIndex(j, desc));
+    } else {
+      OCIX_ASSIGN_OR_RETURN(Descriptor m, ConvertManifest(desc, body));
+      result.root = m;
+    }
+    std::string root_body;
+    if (IsIndex(result.root.media_type)) {
+      root_body = root_index_;
+    } else {
+      root_body = last_manifest_;
+    }
+    OCIX_RETURN_IF_ERROR(dst_.PutRoot(result.root, root_body));
+    result.layers = std::move(layers_);
+    return result;
+  }
+
+ private:
+  Result<Descriptor> ConvertIndex(const json& index, const Descriptor& desc) {
+    auto ms = index.find("manifests");
+    if (ms == index.end() || !ms->is_array()) return Corruption("index " + desc.digest + " has no manifests");
+    json out_manifests = json::array();
+    for (const json& m : *ms) {
+      OCIX_ASSIGN_OR_RETURN(Descriptor child, DescriptorFrom(m, "index " + desc.digest));
+      if (opts_.platform && child.platform && !child.platform->Satisfies(*opts_.platform)) continue;
+      if (IsIndex(child.media_type)) return Unimplemented("nested image indexes");
+      OCIX_ASSIGN_OR_RETURN(std::string body, src_.ReadBlob(child, kMaxJson));
+      OCIX_ASSIGN_OR_RETURN(Descriptor converted, ConvertManifest(child, body));
+      converted.platform = child.platform;
+      converted.annotations = child.annotations;
+      out_manifests.push_back(DescriptorJson(converted));
+    }
+    if (out_manifests.empty()) return NotFound("no manifest in the index matches the platform");
+    json out = {{"schemaVersion", 2}, {"mediaType", kMediaIndex}, {"manifests", out_manifests}};
+    if (auto a = index.find("annotations"); a != index.end() && a->is_object()) out["annotations"] = *a;
+    root_index_ = out.dump();
+    Descriptor d = DescribeJson(kMediaIndex, root_index_);
+    OCIX_RETURN_IF_ERROR(dst_.PutBlob(d, root_index_));
+    return d;
+  }
+
+  Result<Descriptor> ConvertManifest(const Descriptor& desc, const std::string& body) {
+    OCIX_ASSIGN_OR_RETURN(json m, ParseObject(body, "manifest " + desc.digest));
+    const std::string mt =
+        desc.media_type.empty() ? m.value("mediaType", std::string(kMediaManifest)) : desc.media_type;
+    if (mt != kMediaManifest && mt != kMediaDockerManifest)
+      return InvalidArgument("manifest " + desc.digest + ": unsupported media type \"" + mt + "\"");
+    auto cfg_it = m.find("config");
+    if (cfg_it == m.end()) return Corruption("manifest " + desc.digest + " has no config");
+    OCIX_ASSIGN_OR_RETURN(Descriptor cfg_desc, DescriptorFrom(*cfg_it, "config"));
+    OCIX_ASSIGN_OR_RETURN(std::string cfg_body, src_.ReadBlob(cfg_desc, kMaxJson));
+    OCIX_ASSIGN_OR_RETURN(json cfg, ParseObject(cfg_body, "config " + cfg_desc.digest));
+    auto layers_it = m.find("layers");
+    if (layers_it == m.end() || !layers_it->is_array()) return Corruption("manifest " + desc.digest + " has no layers");
+
+    json new_layers = json::array();
+    json diff_ids = json::array();
+    auto old_diff_ids = cfg.contains("rootfs") && cfg["rootfs"].is_object()
+                            ? cfg["rootfs"].value("diff_ids", json::array())
+                            : json::array();
+    size_t i = 0;
+    for (const json& l : *layers_it) {
+      OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFrom(l, "layer"));
+      OCIX_ASSIGN_OR_RETURN(auto converted, ConvertOneLayer(ld, i, layers_it->size(), old_diff_ids));
+      new_layers.push_back(DescriptorJson(converted.first));
+      diff_ids.push_back(converted.second);
+      ++i;
+    }
+    if (!cfg.contains("rootfs") || !cfg["rootfs"].is_object()) cfg["rootfs"] = json::object();
+    cfg["rootfs"]["type"] = "layers";
+    cfg["rootfs"]["diff_ids"] = diff_ids;
+    const std::string new_cfg = cfg.dump();
+    Descriptor new_cfg_desc = DescribeJson(kMediaConfig, new_cfg);
+    OCIX_RETURN_IF_ERROR(dst_.PutBlob(new_cfg_desc, new_cfg));
+
+    json out = {{"schemaVersion", 2},
+                {"mediaType", kMediaManifest},
+                {"config", DescriptorJson(new_cfg_desc)},
+                {"layers", new_layers}};
+    if (auto a = m.find("annotations"); a != m.end() && a->is_object()) out["annotations"] = *a;
+    last_manifest_ = out.dump();
+    Descriptor d = DescribeJson(kMediaManifest, last_manifest_);
+    OCIX_RETURN_IF_ERROR(dst_.PutBlob(d, last_manifest_));
+    return d;
+  }
+
+  // Returns the new layer descriptor and its diff_id.
+  Result<std::pair<Descriptor, std::string>> ConvertOneLayer(const Descriptor& ld, size_t index, size_t count,
+                                                             const json& old_diff_ids) {
+    if (auto done = converted_.find(ld.digest); done != converted_.end()) return done->second;
+    if (ld.annotations.count(std::string(kAnnotationTocDigest))) {
+      // Already OCIX: keep it, and its diff_id from the source config.
+      if (index >= old_diff_ids.size() || !old_diff_ids[index].is_string())
+        return Corruption("config has no diff_id for layer " + ld.digest);
+      OCIX_ASSIGN_OR_RETURN(std::string path, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
+      OCIX_RETURN_IF_ERROR(dst_.PutBlobFile(ld, path, ev_.progress));
+      return converted_[ld.digest] = {ld, old_diff_ids[index].get<std::string>()};
+    }
+    if (!IsTarLayerMediaType(ld.media_type))
+      return InvalidArgument("layer " + ld.digest + ": unsupported media type \"" + ld.media_type + "\"");
+    if (ev_.begin_step)
+      ev_.begin_step("layer " + std::to_string(index + 1) + "/" + std::to_string(count) + " " + ld.digest.substr(7, 12),
+                     static_cast<uint64_t>(ld.size));
+    OCIX_ASSIGN_OR_RETURN(std::string src_path, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
+    const bool fetched = src_path.rfind(opts_.tmp_dir, 0) == 0;
+    const std::string out_path =
+        opts_.tmp_dir + "/ocix-layer." + std::to_string(getpid()) + "." + ld.digest.substr(7, 16);
+    auto layer = ConvertLayer(src_path, ld.digest, out_path, opts_.layer, ev_.progress);
+    if (fetched) std::remove(src_path.c_str());
+    if (!layer.ok()) {
+      std::remove(out_path.c_str());
+      return layer.status().WithContext("convert layer " + ld.digest);
+    }
+    Status s = dst_.PutBlobFile(layer->descriptor, out_path, ev_.progress);
+    std::remove(out_path.c_str());
+    OCIX_RETURN_IF_ERROR(s);
+    if (ev_.layer_done) ev_.layer_done(*layer);
+    layers_.push_back(*layer);
+    return converted_[ld.digest] = {layer->descriptor, layer->diff_id};
+  }
+
+  ImageSource& src_;
+  ImageSink& dst_;
+  const ConvertImageOptions& opts_;
+  const ConvertEvents& ev_;
+  std::map<std::string, std::pair<Descriptor, std::string>> converted_;
+  std::vector<ConvertedLayer> layers_;
+  std::string root_index_, last_manifest_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ImageSource>> OpenLayoutSource(const LayoutRef& ref) {
+  OCIX_ASSIGN_OR_RETURN(OciLayout layout, OciLayout::Open(ref.dir));
+  return std::unique_ptr<ImageSource>(std::make_unique<LayoutSource>(std::move(layout), ref.tag));
+}
+
+Result<std::unique_ptr<ImageSink>> OpenLayoutSink(const LayoutRef& ref) {
+  auto sink = std::make_unique<LayoutSink>(ref);
+  OCIX_RETURN_IF_ERROR(sink->Init());
+  return std::unique_ptr<ImageSink>(std::move(sink));
+}
+
+Result<ConvertImageResult> ConvertImage(ImageSource& src, ImageSink& dst, const ConvertImageOptions& options,
+                                        const ConvertEvents& events) {
+  return Converter(src, dst, options, events).Run();
+}
+
+}  // namespace ocix::core
