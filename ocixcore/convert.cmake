@@ -5,6 +5,7 @@ add_library(ocix_convert STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/ocix_layer.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/layer_writer.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/convert.cc
+  ${CMAKE_CURRENT_LIST_DIR}/src/verify.cc
 )
 target_link_libraries(ocix_convert
   PUBLIC ocix_format

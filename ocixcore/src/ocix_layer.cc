@@ -1,6 +1,12 @@
 #include "ocix/core/ocix_layer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zstd.h>
+
+#include <cerrno>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -9,6 +15,8 @@
 #include "ocix/core/cbor.h"
 #include "ocix/core/codec.h"
 #include "ocix/core/limits.h"
+#include "ocix/core/listing.h"
+#include "ocix/core/sha256.h"
 
 namespace ocix::core {
 
@@ -243,6 +251,45 @@ Result<std::optional<Footer>> FooterFromAnnotations(const std::map<std::string, 
   std::memcpy(f.toc_sha256.data(), hex->bytes.data(), 32);
   if (f.toc_size > kMaxTocBytes) return Corruption("OCIX annotations: TOC larger than 256 MiB");
   return std::optional<Footer>(f);
+}
+
+Result<Toc> ReadTocFromFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open " + path, errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return ErrnoError("stat " + path, errno);
+  const auto size = static_cast<uint64_t>(st.st_size);
+  auto read_at = [&](uint64_t off, uint64_t len) -> Result<std::string> {
+    std::string out(len, '\0');
+    if (::pread(fd, out.data(), len, static_cast<off_t>(off)) != static_cast<ssize_t>(len))
+      return Corruption(path + ": short read at " + std::to_string(off));
+    return out;
+  };
+  if (size < kFooterSize) return Corruption(path + ": too small for an OCIX layer");
+  OCIX_ASSIGN_OR_RETURN(std::string tail, read_at(size - kFooterSize, kFooterSize));
+  OCIX_ASSIGN_OR_RETURN(Footer f, DecodeFooter({reinterpret_cast<const uint8_t*>(tail.data()), tail.size()}, size));
+  OCIX_ASSIGN_OR_RETURN(std::string payload, read_at(f.toc_offset, f.toc_size));
+  if (Sha256::OciDigest(payload) != f.TocDigest()) return Corruption(path + ": TOC digest mismatch");
+  return DecodeToc({reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, f.toc_offset - 8);
+}
+
+std::string FormatTocJson(const Toc& toc) {
+  using nlohmann::json;
+  json contents = json::array();
+  for (const ContentTable& t : toc.contents) {
+    json chunks = json::array();
+    for (const ChunkLocation& c : t.chunks) chunks.push_back({c.blob_offset, c.frame_size, c.digest.Hex()});
+    contents.push_back({{"b3", t.digest.Hex()}, {"size", t.size}, {"chunks", chunks}});
+  }
+  json j = {{"chunk_size", toc.chunk_size},
+            {"prefetch", toc.prefetch},
+            {"contents", contents},
+            {"manifest", json::parse(FormatJson(toc.manifest))}};
+  return j.dump(1) + "\n";
 }
 
 }  // namespace ocix::core

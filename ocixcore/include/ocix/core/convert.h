@@ -100,3 +100,28 @@ Result<ConvertImageResult> ConvertImage(ImageSource& src, ImageSink& dst, const 
                                         const ConvertEvents& events = {});
 
 }  // namespace ocix::core
+
+namespace ocix::core {
+
+struct VerifyReport {
+  uint64_t files = 0;   // content tables checked
+  uint64_t chunks = 0;  // chunk frames decompressed and hashed
+  uint64_t content_bytes = 0;
+  uint64_t entries = 0;  // manifest entries compared with the tar stream
+};
+
+// Checks an OCIX layer blob against itself and its descriptor: the TOC is
+// found (annotations, else footer) and its digest checked; every chunk frame
+// is one zstd frame at its offset that decompresses to its size and BLAKE3;
+// every content hashes to its digest; the whole blob's digest matches the
+// descriptor; and the tar stream, read as any runtime would, yields exactly
+// the TOC's manifest. The first failure is reported as Corruption naming the
+// path it concerns.
+Result<VerifyReport> VerifyOcixLayer(const std::string& blob_path, const Descriptor& d);
+
+// Verifies every OCIX layer of every image the source's root reaches.
+// `on_layer` is told about each layer as it passes.
+Status VerifyImage(ImageSource& src, const std::string& tmp_dir,
+                   const std::function<void(const Descriptor&, const VerifyReport&)>& on_layer = {});
+
+}  // namespace ocix::core

@@ -92,6 +92,13 @@ struct Footer {
 std::string EncodeFooter(const Footer& f);
 // Parses the last kFooterSize bytes of a blob of blob_size bytes.
 Result<Footer> DecodeFooter(std::span<const uint8_t> last_bytes, uint64_t blob_size);
+// Reads and checks the TOC of an OCIX layer blob in a local file, found by
+// its footer (whose TOC digest is checked).
+Result<Toc> ReadTocFromFile(const std::string& path);
+// JSON of a TOC for `ocix inspect --layer --json`: chunk size, prefetch list,
+// content tables (blob offsets of every chunk frame) and the manifest.
+std::string FormatTocJson(const Toc& toc);
+
 // Reads the TOC location from layer descriptor annotations (all or nothing).
 Result<std::optional<Footer>> FooterFromAnnotations(const std::map<std::string, std::string>& annotations);
 
