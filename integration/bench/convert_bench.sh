@@ -11,7 +11,7 @@ repo=$(cd "$here/../.." && pwd)
 ocix=${OCIX:-$repo/build/cli/ocix}
 runs=${1:-3}
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/ocix-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap '[[ ${KEEP_TMP:-0} == 1 ]] || rm -rf "$tmp"' EXIT
 export TMPDIR=$tmp
 
 bash "$repo/integration/lib/debian_image.sh" "$tmp/src" python3 --include=python3 >/dev/null 2>&1

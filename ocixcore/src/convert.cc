@@ -122,12 +122,12 @@ class LayoutSource final : public ImageSource {
 
   Result<std::string> ReadBlob(const Descriptor& d, size_t max_size) override { return layout_.ReadBlob(d, max_size); }
 
-  Result<std::string> BlobFile(const Descriptor& d, const std::string&, const ProgressFn&) override {
+  Result<LocalBlob> BlobFile(const Descriptor& d, const std::string&, const ProgressFn&) override {
     std::string path = layout_.BlobPath(d.digest);
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return ErrnoError("blob " + d.digest, errno);
     if (st.st_size != d.size) return Corruption("blob " + d.digest + ": size differs from its descriptor");
-    return path;
+    return LocalBlob{path, false};
   }
 
  private:
@@ -305,8 +305,19 @@ class Converter {
       // Already OCIX: keep it, and its diff_id from the source config.
       if (index >= old_diff_ids.size() || !old_diff_ids[index].is_string())
         return Corruption("config has no diff_id for layer " + ld.digest);
-      OCIX_ASSIGN_OR_RETURN(std::string path, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
-      OCIX_RETURN_IF_ERROR(dst_.PutBlobFile(ld, path, ev_.progress));
+      OCIX_ASSIGN_OR_RETURN(LocalBlob blob, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
+      if (!blob.temporary) {
+        // The sink may move what it is given: give it a copy.
+        const std::string copy =
+            opts_.tmp_dir + "/ocix-copy." + std::to_string(getpid()) + "." + ld.digest.substr(7, 16);
+        std::error_code ec;
+        fs::copy_file(blob.path, copy, fs::copy_options::overwrite_existing, ec);
+        if (ec) return IoError("copy blob " + ld.digest + ": " + ec.message());
+        blob = LocalBlob{copy, true};
+      }
+      Status put = dst_.PutBlobFile(ld, blob.path, ev_.progress);
+      std::remove(blob.path.c_str());
+      OCIX_RETURN_IF_ERROR(put);
       return converted_[ld.digest] = {ld, old_diff_ids[index].get<std::string>()};
     }
     if (!IsTarLayerMediaType(ld.media_type))
@@ -314,12 +325,11 @@ class Converter {
     if (ev_.begin_step)
       ev_.begin_step("layer " + std::to_string(index + 1) + "/" + std::to_string(count) + " " + ld.digest.substr(7, 12),
                      static_cast<uint64_t>(ld.size));
-    OCIX_ASSIGN_OR_RETURN(std::string src_path, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
-    const bool fetched = src_path.rfind(opts_.tmp_dir, 0) == 0;
+    OCIX_ASSIGN_OR_RETURN(LocalBlob src_blob, src_.BlobFile(ld, opts_.tmp_dir, ev_.progress));
     const std::string out_path =
         opts_.tmp_dir + "/ocix-layer." + std::to_string(getpid()) + "." + ld.digest.substr(7, 16);
-    auto layer = ConvertLayer(src_path, ld.digest, out_path, opts_.layer, ev_.progress);
-    if (fetched) std::remove(src_path.c_str());
+    auto layer = ConvertLayer(src_blob.path, ld.digest, out_path, opts_.layer, ev_.progress);
+    if (src_blob.temporary) std::remove(src_blob.path.c_str());
     if (!layer.ok()) {
       std::remove(out_path.c_str());
       return layer.status().WithContext("convert layer " + ld.digest);

@@ -184,9 +184,9 @@ Status VerifyImage(ImageSource& src, const std::string& tmp_dir,
           if (v.is_string()) d.annotations[k] = v.get<std::string>();
       if (!d.annotations.count(std::string(kAnnotationTocDigest)))
         return Corruption("layer " + d.digest + " is not an OCIX layer (no " + std::string(kAnnotationTocDigest) + ")");
-      OCIX_ASSIGN_OR_RETURN(std::string path, src.BlobFile(d, tmp_dir, {}));
-      auto r = VerifyOcixLayer(path, d);
-      if (path.rfind(tmp_dir, 0) == 0) std::remove(path.c_str());
+      OCIX_ASSIGN_OR_RETURN(LocalBlob blob, src.BlobFile(d, tmp_dir, {}));
+      auto r = VerifyOcixLayer(blob.path, d);
+      if (blob.temporary) std::remove(blob.path.c_str());
       if (!r.ok()) return r.status().WithContext("layer " + d.digest);
       if (on_layer) on_layer(d, *r);
     }

@@ -47,6 +47,13 @@ Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_vie
 
 namespace ocix::core {
 
+// A blob as a local file. A temporary one (fetched for the caller) is the
+// caller's to delete.
+struct LocalBlob {
+  std::string path;
+  bool temporary = false;
+};
+
 // Where images come from and go to: an OCI layout directory here; a registry
 // in ocix_registry. Blobs are verified against their descriptors by sources.
 class ImageSource {
@@ -58,7 +65,7 @@ class ImageSource {
   virtual Result<std::string> ReadBlob(const Descriptor& d, size_t max_size) = 0;
   // A local file holding the blob, made in tmp_dir if it must be fetched.
   // The caller checks its digest while reading it.
-  virtual Result<std::string> BlobFile(const Descriptor& d, const std::string& tmp_dir, const ProgressFn& progress) = 0;
+  virtual Result<LocalBlob> BlobFile(const Descriptor& d, const std::string& tmp_dir, const ProgressFn& progress) = 0;
 };
 
 class ImageSink {
