@@ -190,6 +190,7 @@ struct ConvertCliOptions {
   uint64_t chunk_size = kDefaultChunkSize;
   int level = 3;
   bool quiet = false;
+  bool flatten = false;
 };
 
 Result<std::vector<std::string>> ReadPrefetchList(const std::string& path) {
@@ -210,6 +211,7 @@ int RunConvert(const ConvertCliOptions& o) {
   ConvertImageOptions opts;
   opts.layer.chunk_size = o.chunk_size;
   opts.layer.zstd_level = o.level;
+  opts.flatten = o.flatten;
   if (!o.platform.empty()) {
     auto p = Platform::Parse(o.platform);
     if (!p.ok()) return Fail(p.status());
@@ -304,6 +306,7 @@ int main(int argc, char** argv) {
   convert->add_option("--prefetch", co.prefetch_file,
                       "file listing paths (one per line) to put first and mark for prefetch");
   convert->add_flag("-q,--quiet", co.quiet, "no progress or summary on standard error");
+  convert->add_flag("--flatten", co.flatten, "squash all layers of each image into one OCIX layer");
 
   std::string verify_ref;
   auto* verify = app.add_subcommand(

@@ -3,7 +3,7 @@
 # the same tree (its flattened manifest is byte-identical), `ocix verify`
 # passes and names the file when one byte of one chunk is flipped, conversion
 # is deterministic, two images on one base share the converted base layer,
-# and --prefetch puts the listed files first.
+# --prefetch puts the listed files first, and --flatten keeps the tree.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/common.sh
 . "$(dirname "$0")/../lib/common.sh"
@@ -111,5 +111,13 @@ plast=$(jq -r '.layers[0].digest' "pf/blobs/sha256/${pmd#sha256:}" | cut -d: -f2
 zstd -dc -q "pf/blobs/sha256/$plast" >pf.tar
 first=$(tar -t --quoting-style=literal -f pf.tar | sed -n "1,$(wc -l <prefetch.txt)p" | sed 's|^\./|/|; s|^\([^/]\)|/\1|' | sort)
 [[ $first == "$(sort prefetch.txt)" ]] || fail "prefetch files are not first in the tar: $first"
+
+log "flatten"
+"$OCIX" convert -q --flatten oci:src:t oci:flat:t >/dev/null
+fmd=$(jq -r '.manifests[0].digest' flat/index.json)
+[[ $(jq '.layers | length' "flat/blobs/sha256/${fmd#sha256:}") == 1 ]] || fail "--flatten gave more than one layer"
+"$OCIX" manifest flat:t flat.ocix
+diff <(strip_holes before.ocix) <(strip_holes flat.ocix) || fail "--flatten changed the tree"
+"$OCIX" verify oci:flat:t >/dev/null || fail "verify failed on the flattened image"
 
 echo "convert_layout_test: PASS"

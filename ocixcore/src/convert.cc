@@ -271,13 +271,23 @@ class Converter {
     auto old_diff_ids = cfg.contains("rootfs") && cfg["rootfs"].is_object()
                             ? cfg["rootfs"].value("diff_ids", json::array())
                             : json::array();
-    size_t i = 0;
-    for (const json& l : *layers_it) {
-      OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFrom(l, "layer"));
-      OCIX_ASSIGN_OR_RETURN(auto converted, ConvertOneLayer(ld, i, layers_it->size(), old_diff_ids));
+    if (opts_.flatten) {
+      OCIX_ASSIGN_OR_RETURN(auto converted, Flatten(*layers_it));
       new_layers.push_back(DescriptorJson(converted.first));
       diff_ids.push_back(converted.second);
-      ++i;
+      // History must list one non-empty layer per layer; there is one now.
+      json created = cfg.value("created", json());
+      cfg["history"] = json::array({json{{"created_by", "ocix convert --flatten"}}});
+      if (!created.is_null()) cfg["history"][0]["created"] = created;
+    } else {
+      size_t i = 0;
+      for (const json& l : *layers_it) {
+        OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFrom(l, "layer"));
+        OCIX_ASSIGN_OR_RETURN(auto converted, ConvertOneLayer(ld, i, layers_it->size(), old_diff_ids));
+        new_layers.push_back(DescriptorJson(converted.first));
+        diff_ids.push_back(converted.second);
+        ++i;
+      }
     }
     if (!cfg.contains("rootfs") || !cfg["rootfs"].is_object()) cfg["rootfs"] = json::object();
     cfg["rootfs"]["type"] = "layers";
@@ -295,6 +305,48 @@ class Converter {
     Descriptor d = DescribeJson(kMediaManifest, last_manifest_);
     OCIX_RETURN_IF_ERROR(dst_.PutBlob(d, last_manifest_));
     return d;
+  }
+
+  Result<std::pair<Descriptor, std::string>> Flatten(const json& layers) {
+    std::vector<LocalLayer> locals;
+    std::vector<LocalBlob> fetched;
+    auto cleanup = [&] {
+      for (const LocalBlob& b : fetched)
+        if (b.temporary) std::remove(b.path.c_str());
+    };
+    for (const json& l : layers) {
+      auto ld = DescriptorFrom(l, "layer");
+      if (!ld.ok()) {
+        cleanup();
+        return ld.status();
+      }
+      if (!IsTarLayerMediaType(ld->media_type)) {
+        cleanup();
+        return InvalidArgument("layer " + ld->digest + ": unsupported media type \"" + ld->media_type + "\"");
+      }
+      auto blob = src_.BlobFile(*ld, opts_.tmp_dir, ev_.progress);
+      if (!blob.ok()) {
+        cleanup();
+        return blob.status();
+      }
+      fetched.push_back(*blob);
+      locals.push_back({blob->path, ld->digest});
+    }
+    const std::string tag = std::to_string(getpid()) + "." + std::to_string(flattened_++);
+    const std::string out_path = opts_.tmp_dir + "/ocix-flat." + tag;
+    if (ev_.begin_step) ev_.begin_step("flatten " + std::to_string(locals.size()) + " layers", 0);
+    auto layer = ConvertFlattened(locals, out_path, opts_.tmp_dir + "/ocix-spool." + tag, opts_.layer, ev_.progress);
+    cleanup();
+    if (!layer.ok()) {
+      std::remove(out_path.c_str());
+      return layer.status().WithContext("flatten");
+    }
+    Status s = dst_.PutBlobFile(layer->descriptor, out_path, ev_.progress);
+    std::remove(out_path.c_str());
+    OCIX_RETURN_IF_ERROR(s);
+    if (ev_.layer_done) ev_.layer_done(*layer);
+    layers_.push_back(*layer);
+    return std::make_pair(layer->descriptor, layer->diff_id);
   }
 
   // Returns the new layer descriptor and its diff_id.
@@ -349,6 +401,7 @@ class Converter {
   std::map<std::string, std::pair<Descriptor, std::string>> converted_;
   std::vector<ConvertedLayer> layers_;
   std::string root_index_, last_manifest_;
+  int flattened_ = 0;
 };
 
 }  // namespace

@@ -7,8 +7,11 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <unordered_set>
 
@@ -196,6 +199,32 @@ class LayerWriter final : public MemberObserver {
 
 }  // namespace
 
+namespace {
+
+// Writes TOC and footer after the tar and describes the finished blob.
+Result<ConvertedLayer> FinishLayer(LayerWriter& writer, Toc& toc, int fd, const std::string& out_path) {
+  OCIX_ASSIGN_OR_RETURN(toc.manifest_bytes, EncodeManifest(toc.manifest));
+  OCIX_ASSIGN_OR_RETURN(Footer footer, writer.Finish(toc));
+  if (::fsync(fd) != 0) return ErrnoError("fsync " + out_path, errno);
+  ConvertedLayer out;
+  out.descriptor.media_type = std::string(kOcixLayerMediaType);
+  out.descriptor.size = static_cast<int64_t>(writer.blob_bytes());
+  out.descriptor.digest = writer.blob_digest();
+  out.descriptor.annotations[std::string(kAnnotationTocDigest)] = footer.TocDigest();
+  out.descriptor.annotations[std::string(kAnnotationTocOffset)] = std::to_string(footer.toc_offset);
+  out.descriptor.annotations[std::string(kAnnotationTocSize)] = std::to_string(footer.toc_size);
+  out.descriptor.annotations[std::string(kAnnotationManifestDigest)] = Sha256::OciDigest(toc.manifest_bytes);
+  out.diff_id = writer.diff_id();
+  out.tar_bytes = writer.tar_bytes();
+  out.toc_bytes = footer.toc_size;
+  out.files = toc.contents.size();
+  out.entries = toc.manifest.entries.size();
+  out.manifest_bytes = toc.manifest_bytes.size();
+  return out;
+}
+
+}  // namespace
+
 Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_view src_digest,
                                     const std::string& out_path, const ConvertOptions& options,
                                     const ProgressFn& progress) {
@@ -229,25 +258,172 @@ Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_vie
   }
   OCIX_RETURN_IF_ERROR(builder.ApplyLayerFile(src_path, src_digest));
   OCIX_ASSIGN_OR_RETURN(toc.manifest, builder.Finish(1));
-  OCIX_ASSIGN_OR_RETURN(toc.manifest_bytes, EncodeManifest(toc.manifest));
-  OCIX_ASSIGN_OR_RETURN(Footer footer, writer.Finish(toc));
-  if (::fsync(fd) != 0) return ErrnoError("fsync " + out_path, errno);
+  return FinishLayer(writer, toc, fd, out_path);
+}
 
-  ConvertedLayer out;
-  out.descriptor.media_type = std::string(kOcixLayerMediaType);
-  out.descriptor.size = static_cast<int64_t>(writer.blob_bytes());
-  out.descriptor.digest = writer.blob_digest();
-  out.descriptor.annotations[std::string(kAnnotationTocDigest)] = footer.TocDigest();
-  out.descriptor.annotations[std::string(kAnnotationTocOffset)] = std::to_string(footer.toc_offset);
-  out.descriptor.annotations[std::string(kAnnotationTocSize)] = std::to_string(footer.toc_size);
-  out.descriptor.annotations[std::string(kAnnotationManifestDigest)] = Sha256::OciDigest(toc.manifest_bytes);
-  out.diff_id = writer.diff_id();
-  out.tar_bytes = writer.tar_bytes();
-  out.toc_bytes = footer.toc_size;
-  out.files = toc.contents.size();
-  out.entries = toc.manifest.entries.size();
-  out.manifest_bytes = toc.manifest_bytes.size();
-  return out;
+namespace {
+
+// Keeps every file content of the source layers in a directory named by its
+// BLAKE3, so the flattened tar can be written in any order afterwards.
+class Spool final : public MemberObserver {
+ public:
+  explicit Spool(std::string dir) : dir_(std::move(dir)) {}
+  ~Spool() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  std::string PathOf(const Digest& d) const { return dir_ + "/" + d.Hex(); }
+
+  Status OnMember(archive_entry* ae, const std::string&) override {
+    if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae) || archive_entry_size(ae) <= 0)
+      return Status::Ok();
+    tmp_ = dir_ + "/incoming";
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) return ErrnoError("create " + tmp_, errno);
+    return Status::Ok();
+  }
+  Status OnData(std::span<const uint8_t> data) override {
+    while (fd_ >= 0 && !data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("write " + tmp_, errno);
+      data = data.subspan(static_cast<size_t>(n));
+    }
+    return Status::Ok();
+  }
+  Status OnMemberEnd(const Entry* file) override {
+    if (fd_ < 0) return Status::Ok();
+    ::close(fd_);
+    fd_ = -1;
+    if (file == nullptr) return Status::Ok();
+    if (::rename(tmp_.c_str(), PathOf(file->digest).c_str()) != 0) return ErrnoError("spool " + tmp_, errno);
+    return Status::Ok();
+  }
+
+ private:
+  std::string dir_, tmp_;
+  int fd_ = -1;
+};
+
+// A tar member for a manifest entry (the flattened tree has no member of its
+// own). Names are relative, as OCI layers write them.
+std::unique_ptr<archive_entry, EntryFree> MemberFor(const Entry& e, const std::string& data_name) {
+  std::unique_ptr<archive_entry, EntryFree> ae(archive_entry_new());
+  archive_entry_set_pathname_utf8(ae.get(), e.path == "/" ? "./" : e.path.c_str() + 1);
+  if (!data_name.empty()) {
+    archive_entry_set_filetype(ae.get(), AE_IFREG);
+    archive_entry_set_hardlink_utf8(ae.get(), data_name.c_str() + 1);
+    archive_entry_set_size(ae.get(), 0);
+  }
+  archive_entry_set_perm(ae.get(), e.mode);
+  archive_entry_set_uid(ae.get(), e.uid);
+  archive_entry_set_gid(ae.get(), e.gid);
+  if (!e.user.empty()) archive_entry_set_uname_utf8(ae.get(), e.user.c_str());
+  if (!e.group.empty()) archive_entry_set_gname_utf8(ae.get(), e.group.c_str());
+  archive_entry_set_mtime(ae.get(), e.mtime.sec, e.mtime.nsec);
+  for (const Xattr& x : e.xattrs)
+    archive_entry_xattr_add_entry(ae.get(), x.name.c_str(), x.value.data(), x.value.size());
+  if (!data_name.empty()) return ae;
+  switch (e.type) {
+    case FileType::kRegular:
+      archive_entry_set_filetype(ae.get(), AE_IFREG);
+      archive_entry_set_size(ae.get(), static_cast<la_int64_t>(e.size));
+      break;
+    case FileType::kDirectory: archive_entry_set_filetype(ae.get(), AE_IFDIR); break;
+    case FileType::kSymlink:
+      archive_entry_set_filetype(ae.get(), AE_IFLNK);
+      archive_entry_set_symlink_utf8(ae.get(), e.target.c_str());
+      break;
+    case FileType::kCharDevice:
+    case FileType::kBlockDevice:
+      archive_entry_set_filetype(ae.get(), e.type == FileType::kCharDevice ? AE_IFCHR : AE_IFBLK);
+      archive_entry_set_rdevmajor(ae.get(), e.rdev_major);
+      archive_entry_set_rdevminor(ae.get(), e.rdev_minor);
+      break;
+    case FileType::kFifo: archive_entry_set_filetype(ae.get(), AE_IFIFO); break;
+    case FileType::kHardlink:
+    case FileType::kWhiteout: break;  // not in a flattened tree / handled by the caller
+  }
+  return ae;
+}
+
+}  // namespace
+
+Result<ConvertedLayer> ConvertFlattened(const std::vector<LocalLayer>& layers, const std::string& out_path,
+                                        const std::string& spool_dir, const ConvertOptions& options,
+                                        const ProgressFn& progress) {
+  std::error_code ec;
+  std::filesystem::create_directories(spool_dir, ec);
+  if (ec) return IoError("create " + spool_dir + ": " + ec.message());
+  struct SpoolCleanup {
+    std::string dir;
+    ~SpoolCleanup() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{spool_dir};
+
+  // Pass 1: the final tree, with every content kept in the spool.
+  Spool spool(spool_dir);
+  LayerBuilder builder;
+  builder.SetObserver(&spool);
+  if (progress) builder.SetReadProgress([&](uint64_t n) { progress(n, 0); });
+  for (const LocalLayer& l : layers) OCIX_RETURN_IF_ERROR(builder.ApplyLayerFile(l.path, l.digest));
+  OCIX_ASSIGN_OR_RETURN(Manifest flat, builder.Finish(1));
+
+  // Pass 2: one tar of that tree in bytewise path order (parents first). The
+  // first name of a hardlinked file in that order carries its data.
+  int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoError("create " + out_path, errno);
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
+  LayerWriter writer(fd, options);
+  OCIX_RETURN_IF_ERROR(writer.Open());
+  std::vector<const Entry*> order;
+  for (const Entry& e : flat.entries) order.push_back(&e);
+  std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->path < b->path; });
+  std::map<std::string, std::string> data_name;  // primary path -> name that carries the data
+  std::vector<char> buf(1 << 20);
+  for (const Entry* e : order) {
+    const Entry* file = e->type == FileType::kHardlink ? flat.Find(e->target) : e;
+    std::string carrier;
+    if (file->type == FileType::kRegular) {
+      auto [it, first] = data_name.emplace(file->path, e->path);
+      if (!first) carrier = it->second;
+    }
+    Entry meta = *file;
+    meta.path = e->path;
+    auto ae = MemberFor(meta, carrier);
+    OCIX_RETURN_IF_ERROR(writer.OnMember(ae.get(), e->path));
+    const bool with_data = file->type == FileType::kRegular && carrier.empty() && file->size > 0;
+    if (with_data) {
+      const std::string src = spool.PathOf(file->digest);
+      int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
+      if (in < 0) return ErrnoError("spooled content of " + file->path, errno);
+      struct InCloser {
+        int fd;
+        ~InCloser() { ::close(fd); }
+      } in_closer{in};
+      uint64_t left = file->size;
+      while (left > 0) {
+        ssize_t n = ::read(in, buf.data(), std::min<uint64_t>(buf.size(), left));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return Corruption("spooled content of " + file->path + " is short");
+        OCIX_RETURN_IF_ERROR(writer.OnData({reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(n)}));
+        left -= static_cast<uint64_t>(n);
+      }
+    }
+    OCIX_RETURN_IF_ERROR(writer.OnMemberEnd(with_data ? file : nullptr));
+  }
+  Toc toc;
+  toc.chunk_size = options.chunk_size;
+  toc.manifest = std::move(flat);
+  toc.manifest.layer = true;  // one layer that stands alone
+  return FinishLayer(writer, toc, fd, out_path);
 }
 
 }  // namespace ocix::core

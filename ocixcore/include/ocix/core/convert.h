@@ -43,6 +43,19 @@ Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_vie
                                     const std::string& out_path, const ConvertOptions& options,
                                     const ProgressFn& progress = {});
 
+struct LocalLayer {
+  std::string path;
+  std::string digest;  // checked as the file streams
+};
+
+// Squashes layers (applied in order, whiteouts and all) into one OCIX layer
+// holding the final tree (the seed's model). Contents are kept in spool_dir
+// (removed after) between the two passes, so memory stays bounded; disk use
+// is the uncompressed size of every file in the layers.
+Result<ConvertedLayer> ConvertFlattened(const std::vector<LocalLayer>& layers, const std::string& out_path,
+                                        const std::string& spool_dir, const ConvertOptions& options,
+                                        const ProgressFn& progress = {});
+
 }  // namespace ocix::core
 
 namespace ocix::core {
@@ -92,6 +105,7 @@ struct ConvertEvents {
 struct ConvertImageOptions {
   ConvertOptions layer;
   std::optional<Platform> platform;  // only this platform of an index
+  bool flatten = false;              // one layer per image (ConvertFlattened)
   std::string tmp_dir = "/var/tmp";
 };
 
