@@ -17,7 +17,7 @@ PKGS=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libgtest-dev libgmock-dev
   # image tooling for tests, benchmarks and the demo
-  umoci skopeo mmdebstrap busybox-static b3sum zstd jq attr
+  umoci skopeo mmdebstrap busybox-static b3sum zstd jq attr python3-jwt python3-cryptography
   containerd runc docker-registry apache2-utils iproute2 python3 curl
 )
 
