@@ -15,6 +15,7 @@
 #include <iterator>
 #include <string>
 
+#include "image_refs.h"
 #include "ocix/core/codec.h"
 #include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
@@ -223,11 +224,14 @@ int RunConvert(const ConvertCliOptions& o) {
     opts.layer.prefetch = std::move(*list);
   }
   if (const char* t = std::getenv("TMPDIR")) opts.tmp_dir = t;
-  auto src_ref = LayoutRef::Parse(o.src.substr(0, 4) == "oci:" ? o.src.substr(4) : o.src);
-  auto dst_ref = LayoutRef::Parse(o.dst.substr(0, 4) == "oci:" ? o.dst.substr(4) : o.dst);
-  auto src = OpenLayoutSource(src_ref);
+  auto src_ref = ocix::cli::ParseImageRef(o.src);
+  if (!src_ref.ok()) return Fail(src_ref.status());
+  auto dst_ref = ocix::cli::ParseImageRef(o.dst);
+  if (!dst_ref.ok()) return Fail(dst_ref.status());
+  RegistryClient client(RegistryOptions{});
+  auto src = ocix::cli::OpenSource(*src_ref, client);
   if (!src.ok()) return Fail(src.status().WithContext(o.src));
-  auto dst = OpenLayoutSink(dst_ref);
+  auto dst = ocix::cli::OpenSink(*dst_ref, client, &*src_ref);
   if (!dst.ok()) return Fail(dst.status().WithContext(o.dst));
   ProgressBar bar;
   ConvertEvents ev;
@@ -250,7 +254,10 @@ int RunConvert(const ConvertCliOptions& o) {
 }
 
 int RunVerify(const std::string& ref) {
-  auto src = OpenLayoutSource(LayoutRef::Parse(ref.substr(0, 4) == "oci:" ? ref.substr(4) : ref));
+  auto parsed = ocix::cli::ParseImageRef(ref);
+  if (!parsed.ok()) return Fail(parsed.status());
+  RegistryClient client(RegistryOptions{});
+  auto src = ocix::cli::OpenSource(*parsed, client);
   if (!src.ok()) return Fail(src.status().WithContext(ref));
   const char* tmp = std::getenv("TMPDIR");
   Status s = VerifyImage(**src, tmp ? tmp : "/var/tmp", [](const Descriptor& d, const VerifyReport& r) {
@@ -297,8 +304,10 @@ int main(int argc, char** argv) {
   ConvertCliOptions co;
   auto* convert = app.add_subcommand(
       "convert", "Convert an OCI image into an OCIX image (lazily loadable, still a valid OCI image)");
-  convert->add_option("SRC", co.src, "source image: OCI layout oci:DIR:TAG (or DIR:TAG)")->required();
-  convert->add_option("DST", co.dst, "destination: OCI layout oci:DIR:TAG (created if missing)")->required();
+  convert->add_option("SRC", co.src, "source image: registry reference (host/repo:tag) or OCI layout oci:DIR:TAG")
+      ->required();
+  convert->add_option("DST", co.dst, "destination: registry reference or OCI layout oci:DIR:TAG (created if missing)")
+      ->required();
   convert->add_option("--platform", co.platform, "convert only this OS/ARCH[/VARIANT] of an index (default: all)");
   convert->add_option("--chunk-size", co.chunk_size, "bytes per content chunk (power of two, 4 KiB - 64 MiB)")
       ->capture_default_str();
@@ -311,7 +320,7 @@ int main(int argc, char** argv) {
   std::string verify_ref;
   auto* verify = app.add_subcommand(
       "verify", "Check every OCIX layer of an image: TOC, frames, chunk and file hashes, tar stream");
-  verify->add_option("IMAGE", verify_ref, "OCI layout oci:DIR:TAG (or DIR:TAG)")->required();
+  verify->add_option("IMAGE", verify_ref, "registry reference (host/repo:tag) or OCI layout oci:DIR:TAG")->required();
 
   try {
     app.parse(argc, argv);
