@@ -186,12 +186,32 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
+// Registry settings shared by every command that talks to a registry.
+struct RegistryCliOptions {
+  std::string certs_dir = "/etc/containerd/certs.d";
+  std::string docker_config;
+  RegistryOptions ToOptions() const {
+    RegistryOptions o;
+    o.certs_dir = certs_dir;
+    o.docker_config = docker_config;
+    return o;
+  }
+  void AddTo(CLI::App* cmd) {
+    cmd->add_option("--hosts-dir", certs_dir,
+                    "containerd registry hosts directory (HOST/hosts.toml: mirrors, plain http, CAs)")
+        ->capture_default_str();
+    cmd->add_option("--docker-config", docker_config,
+                    "docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker)");
+  }
+};
+
 struct ConvertCliOptions {
   std::string src, dst, platform, prefetch_file;
   uint64_t chunk_size = kDefaultChunkSize;
   int level = 3;
   bool quiet = false;
   bool flatten = false;
+  RegistryCliOptions registry;
 };
 
 Result<std::vector<std::string>> ReadPrefetchList(const std::string& path) {
@@ -228,7 +248,7 @@ int RunConvert(const ConvertCliOptions& o) {
   if (!src_ref.ok()) return Fail(src_ref.status());
   auto dst_ref = ocix::cli::ParseImageRef(o.dst);
   if (!dst_ref.ok()) return Fail(dst_ref.status());
-  RegistryClient client(RegistryOptions{});
+  RegistryClient client(o.registry.ToOptions());
   auto src = ocix::cli::OpenSource(*src_ref, client);
   if (!src.ok()) return Fail(src.status().WithContext(o.src));
   auto dst = ocix::cli::OpenSink(*dst_ref, client, &*src_ref);
@@ -253,10 +273,10 @@ int RunConvert(const ConvertCliOptions& o) {
   return 0;
 }
 
-int RunVerify(const std::string& ref) {
+int RunVerify(const std::string& ref, const RegistryCliOptions& registry) {
   auto parsed = ocix::cli::ParseImageRef(ref);
   if (!parsed.ok()) return Fail(parsed.status());
-  RegistryClient client(RegistryOptions{});
+  RegistryClient client(registry.ToOptions());
   auto src = ocix::cli::OpenSource(*parsed, client);
   if (!src.ok()) return Fail(src.status().WithContext(ref));
   const char* tmp = std::getenv("TMPDIR");
@@ -310,17 +330,26 @@ int main(int argc, char** argv) {
       ->required();
   convert->add_option("--platform", co.platform, "convert only this OS/ARCH[/VARIANT] of an index (default: all)");
   convert->add_option("--chunk-size", co.chunk_size, "bytes per content chunk (power of two, 4 KiB - 64 MiB)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        uint64_t n = std::strtoull(v.c_str(), nullptr, 10);
+        if (n < kMinChunkSize || n > kMaxChunkSize || (n & (n - 1)) != 0)
+          return "must be a power of two between 4096 and 67108864";
+        return "";
+      });
   convert->add_option("--level", co.level, "zstd compression level")->check(CLI::Range(1, 19))->capture_default_str();
   convert->add_option("--prefetch", co.prefetch_file,
                       "file listing paths (one per line) to put first and mark for prefetch");
   convert->add_flag("-q,--quiet", co.quiet, "no progress or summary on standard error");
   convert->add_flag("--flatten", co.flatten, "squash all layers of each image into one OCIX layer");
+  co.registry.AddTo(convert);
 
   std::string verify_ref;
   auto* verify = app.add_subcommand(
       "verify", "Check every OCIX layer of an image: TOC, frames, chunk and file hashes, tar stream");
   verify->add_option("IMAGE", verify_ref, "registry reference (host/repo:tag) or OCI layout oci:DIR:TAG")->required();
+  RegistryCliOptions verify_registry;
+  verify_registry.AddTo(verify);
 
   try {
     app.parse(argc, argv);
@@ -330,6 +359,6 @@ int main(int argc, char** argv) {
   if (manifest->parsed()) return RunManifest(mo);
   if (inspect->parsed()) return RunInspect(inspect_file, inspect_json, inspect_layer);
   if (convert->parsed()) return RunConvert(co);
-  if (verify->parsed()) return RunVerify(verify_ref);
+  if (verify->parsed()) return RunVerify(verify_ref, verify_registry);
   return 2;
 }
