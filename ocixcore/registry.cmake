@@ -9,7 +9,6 @@ add_library(ocix_registry STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/registry/reference.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/registry/hosts.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/registry/auth.cc
-  ${CMAKE_CURRENT_LIST_DIR}/src/registry/ranges.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/registry/http.cc
   ${CMAKE_CURRENT_LIST_DIR}/src/registry/client.cc
 )

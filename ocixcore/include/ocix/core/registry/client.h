@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "ocix/core/oci_layout.h"
-#include "ocix/core/registry/ranges.h"
+#include "ocix/core/ranges.h"
 #include "ocix/core/registry/reference.h"
 #include "ocix/core/status.h"
 

@@ -3,7 +3,7 @@
 #include <limits>
 #include <vector>
 
-#include "ocix/core/registry/ranges.h"
+#include "ocix/core/ranges.h"
 
 namespace ocix::core {
 namespace {

@@ -1,4 +1,4 @@
-#include "ocix/core/registry/ranges.h"
+#include "ocix/core/ranges.h"
 
 #include <algorithm>
 #include <limits>
