@@ -39,6 +39,11 @@ struct CCtxFree {
 class LayerWriter final : public MemberObserver {
  public:
   LayerWriter(int fd, const ConvertOptions& o) : fd_(fd), opts_(o) {}
+  // Freeing an unfinished tar writer writes its trailer through Write(): do
+  // it while the members that callback uses are still alive.
+  ~LayerWriter() override { tar_.reset(); }
+  LayerWriter(const LayerWriter&) = delete;
+  LayerWriter& operator=(const LayerWriter&) = delete;
 
   Status Open() {
     cctx_.reset(ZSTD_createCCtx());
@@ -241,20 +246,23 @@ Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_vie
   if (progress) builder.SetReadProgress([&](uint64_t n) { progress(n, 0); });
   Toc toc;
   toc.chunk_size = options.chunk_size;
-  if (!options.prefetch.empty()) {
-    // Two passes over the source: first the listed files (plain regular
-    // members only, in the layer's order; a hardlink's target must come
-    // before it), then everything else.
-    std::unordered_set<std::string> wanted(options.prefetch.begin(), options.prefetch.end());
-    std::unordered_set<std::string> taken;
+  // Two passes over the source when prefetching: first the listed files
+  // (plain regular members, in the layer's order; every member of such a
+  // path, so the last one still wins), then everything else.
+  const std::unordered_set<std::string> wanted(options.prefetch.begin(), options.prefetch.end());
+  std::unordered_set<std::string> taken;  // outlives both passes' filters
+  auto plain_file = [](archive_entry* ae) {
+    return archive_entry_filetype(ae) == AE_IFREG && archive_entry_hardlink(ae) == nullptr;
+  };
+  if (!wanted.empty()) {
     builder.SetFilter([&](const std::string& path, archive_entry* ae) {
-      if (!wanted.count(path) || archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae)) return false;
-      if (!taken.insert(path).second) return false;
-      toc.prefetch.push_back(path);
+      if (!wanted.count(path) || !plain_file(ae)) return false;
+      if (taken.insert(path).second) toc.prefetch.push_back(path);
       return true;
     });
     OCIX_RETURN_IF_ERROR(builder.ApplyLayerFile(src_path, src_digest));
-    builder.SetFilter([&](const std::string& path, archive_entry*) { return !taken.count(path); });
+    builder.SetFilter(
+        [&](const std::string& path, archive_entry* ae) { return !(taken.count(path) && plain_file(ae)); });
   }
   OCIX_RETURN_IF_ERROR(builder.ApplyLayerFile(src_path, src_digest));
   OCIX_ASSIGN_OR_RETURN(toc.manifest, builder.Finish(1));

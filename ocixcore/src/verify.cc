@@ -79,7 +79,8 @@ Result<VerifyReport> VerifyOcixLayer(const std::string& blob_path, const Descrip
   OCIX_RETURN_IF_ERROR(
       f.ReadAt(size - std::min<uint64_t>(size, kFooterSize), std::min<uint64_t>(size, kFooterSize), tail));
   auto footer = DecodeFooter({reinterpret_cast<const uint8_t*>(tail.data()), tail.size()}, size);
-  if (!footer.ok()) return footer.status().WithContext("footer");
+  // A layer its descriptor calls OCIX but without a footer is damaged.
+  if (!footer.ok()) return Corruption("footer: " + footer.status().message());
   if (from_annotations &&
       (from_annotations->toc_offset != footer->toc_offset || from_annotations->toc_size != footer->toc_size ||
        from_annotations->toc_sha256 != footer->toc_sha256))
