@@ -16,6 +16,7 @@
 #include <string>
 
 #include "image_refs.h"
+#include "mount.h"
 #include "ocix/core/codec.h"
 #include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
@@ -351,6 +352,33 @@ int main(int argc, char** argv) {
   RegistryCliOptions verify_registry;
   verify_registry.AddTo(verify);
 
+  ocix::cli::MountOptions mount_opts;
+  RegistryCliOptions mount_registry;
+  auto* mount =
+      app.add_subcommand("mount", "Mount an OCIX image's root filesystem read-only, lazily (no containerd needed)");
+  mount->add_option("IMAGE", mount_opts.image, "registry reference or OCI layout oci:DIR:TAG")->required();
+  mount->add_option("DIR", mount_opts.mountpoint, "mountpoint (an existing directory)")->required();
+  mount->add_option("--cache", mount_opts.cache_dir, "content-addressed chunk cache shared by all mounts")
+      ->capture_default_str();
+  mount->add_option("--state-dir", mount_opts.state_dir, "where mounts keep their state")->capture_default_str();
+  mount->add_flag("-f,--foreground", mount_opts.foreground, "serve in this process until unmounted");
+  mount_registry.AddTo(mount);
+
+  std::string umount_dir, umount_state = "/run/ocix/mounts";
+  auto* umount = app.add_subcommand("umount", "Unmount what ocix mount mounted");
+  umount->add_option("DIR", umount_dir, "mountpoint")->required();
+  umount->add_option("--state-dir", umount_state, "as given to ocix mount")->capture_default_str();
+
+  std::string cache_dir = "/var/lib/ocix/cache", cache_state = "/run/ocix/mounts";
+  bool cache_json = false;
+  auto* cache = app.add_subcommand("cache", "Inspect the node's content-addressed chunk cache");
+  cache->require_subcommand(1);
+  auto* cache_stats =
+      cache->add_subcommand("stats", "Entries and bytes stored, plus hits and fetched bytes of the live mounts");
+  cache_stats->add_option("--cache", cache_dir, "cache directory")->capture_default_str();
+  cache_stats->add_option("--state-dir", cache_state, "mount state directory")->capture_default_str();
+  cache_stats->add_flag("--json", cache_json, "print JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -360,5 +388,11 @@ int main(int argc, char** argv) {
   if (inspect->parsed()) return RunInspect(inspect_file, inspect_json, inspect_layer);
   if (convert->parsed()) return RunConvert(co);
   if (verify->parsed()) return RunVerify(verify_ref, verify_registry);
+  if (mount->parsed()) {
+    mount_opts.registry = mount_registry.ToOptions();
+    return ocix::cli::RunMount(mount_opts);
+  }
+  if (umount->parsed()) return ocix::cli::RunUmount(umount_dir, umount_state);
+  if (cache_stats->parsed()) return ocix::cli::RunCacheStats(cache_dir, cache_state, cache_json);
   return 2;
 }

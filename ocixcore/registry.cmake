@@ -19,3 +19,7 @@ target_link_libraries(ocix_registry
           OpenSSL::Crypto)
 
 target_link_libraries(ocixcore INTERFACE ocix_registry)
+
+# The thread-safe registry BlobReader for the chunk store (ocix_store's interface).
+target_sources(ocix_registry PRIVATE ${CMAKE_CURRENT_LIST_DIR}/src/registry/blob_reader.cc)
+target_link_libraries(ocix_registry PUBLIC ocix_store)

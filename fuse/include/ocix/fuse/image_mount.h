@@ -1,0 +1,55 @@
+// A whole image's root filesystem, read-only: one LayerFs per OCIX layer,
+// stacked with overlayfs (or bind-mounted when there is one layer), as a
+// container would see it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ocix/core/oci_layout.h"
+#include "ocix/core/store/blob_reader.h"
+#include "ocix/core/store/chunk_store.h"
+#include "ocix/fuse/layer_fs.h"
+
+namespace ocix::fuse {
+
+// Finds, fetches and checks a layer's TOC: location and digest from the
+// descriptor's annotations, else from the footer (last 64 bytes of the blob,
+// d.size long). The TOC's sha256 is checked before it is decoded.
+core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor& d);
+
+struct MountLayer {
+  core::Descriptor descriptor;
+  std::unique_ptr<core::BlobReader> blob;
+};
+
+class ImageMount {
+ public:
+  // Mounts every layer (bottom first) under work_dir/layers/N, then the
+  // stack at mountpoint. On failure, what was mounted is unmounted again.
+  // REQUIRES: store outlives the ImageMount.
+  static core::Result<std::unique_ptr<ImageMount>> Create(std::vector<MountLayer> layers, core::ChunkStore& store,
+                                                          const std::string& work_dir, const std::string& mountpoint,
+                                                          const LayerFsOptions& options = {});
+  ~ImageMount();  // Unmount()
+  ImageMount(const ImageMount&) = delete;
+  ImageMount& operator=(const ImageMount&) = delete;
+
+  // Unmounts the stack, then the layers. Safe to call twice.
+  void Unmount();
+  // Blocks until every layer's session has ended (e.g. after `ocix umount`).
+  void Wait();
+
+  const std::vector<std::unique_ptr<LayerFs>>& layers() const { return layers_; }
+  const std::vector<std::string>& layer_dirs() const { return layer_dirs_; }
+
+ private:
+  ImageMount() = default;
+  std::vector<std::unique_ptr<LayerFs>> layers_;
+  std::vector<std::string> layer_dirs_;
+  std::string mountpoint_;
+  bool stacked_ = false;
+};
+
+}  // namespace ocix::fuse

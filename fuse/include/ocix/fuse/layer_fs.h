@@ -1,0 +1,81 @@
+// A read-only FUSE filesystem (libfuse3 low-level API) serving one OCIX layer.
+//
+// The tree comes from the layer's TOC at once; file contents are read through
+// the node's ChunkStore, which fetches and verifies missing chunks from the
+// layer's blob on first read. The filesystem presents the layer the way
+// overlayfs expects a lower layer: whiteouts are character devices 0:0 and
+// opaque directories carry trusted.overlay.opaque=y, so layers stack.
+//
+// Inode numbers are entry indices (immutable tree), so there is no per-inode
+// state and forget is a no-op. Every request gets exactly one reply.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "ocix/core/ocix_layer.h"
+#include "ocix/core/status.h"
+#include "ocix/core/store/blob_reader.h"
+#include "ocix/core/store/chunk_store.h"
+
+struct fuse_session;
+
+namespace ocix::fuse {
+
+struct LayerFsOptions {
+  // The tree never changes: let the kernel cache names and attributes.
+  double entry_timeout_s = 86400;
+  double attr_timeout_s = 86400;
+  unsigned max_threads = 8;
+  std::string fsname = "ocix";
+  // Metadata for directories the layer leaves implied (they exist in a lower
+  // layer): overlayfs shows the upper layer's attributes, so inventing them
+  // would change the stacked view. Returns null when no lower layer has one
+  // (then: 0755, root, time 0, as unpackers create them).
+  std::function<const core::Entry*(std::string_view path)> lower_dir;
+};
+
+struct LayerFsStats {
+  std::atomic<uint64_t> reads{0}, read_bytes{0}, read_errors{0}, lookups{0};
+};
+
+class LayerFs {
+ public:
+  // Indexes the TOC (synthesizing directories a layer leaves implied).
+  // REQUIRES: store outlives the LayerFs.
+  static core::Result<std::unique_ptr<LayerFs>> Create(core::Toc toc, core::ChunkStore& store,
+                                                       std::unique_ptr<core::BlobReader> blob,
+                                                       LayerFsOptions options = {});
+  ~LayerFs();  // unmounts if mounted
+  LayerFs(const LayerFs&) = delete;
+  LayerFs& operator=(const LayerFs&) = delete;
+
+  // Mounts read-only at mountpoint and serves on its own threads.
+  core::Status Mount(const std::string& mountpoint);
+  // Unmounts and waits for the serving threads. Safe to call twice.
+  void Unmount();
+  // Blocks until the session ends (unmounted from outside or Unmount()).
+  void Wait();
+
+  const LayerFsStats& stats() const { return stats_; }
+  size_t inode_count() const;
+  // The layer's manifest (from its TOC).
+  const core::Manifest& manifest() const;
+
+  struct Impl;  // the FUSE callbacks reach it through fuse_req_userdata
+
+ private:
+  LayerFs() = default;
+  std::unique_ptr<Impl> impl_;
+  LayerFsStats stats_;
+  fuse_session* session_ = nullptr;
+  std::string mountpoint_;
+  std::thread loop_;
+};
+
+}  // namespace ocix::fuse

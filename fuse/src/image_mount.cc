@@ -1,0 +1,98 @@
+#include "ocix/fuse/image_mount.h"
+
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "ocix/core/sha256.h"
+
+namespace ocix::fuse {
+
+core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor& d) {
+  OCIX_ASSIGN_OR_RETURN(std::optional<core::Footer> footer, core::FooterFromAnnotations(d.annotations));
+  if (!footer) {
+    if (d.size < static_cast<int64_t>(core::kFooterSize)) return core::NotFound("layer " + d.digest + " is not OCIX");
+    core::ByteRange tail{static_cast<uint64_t>(d.size) - core::kFooterSize, core::kFooterSize};
+    OCIX_ASSIGN_OR_RETURN(auto bytes, blob.ReadRanges({&tail, 1}));
+    OCIX_ASSIGN_OR_RETURN(core::Footer f,
+                          core::DecodeFooter({reinterpret_cast<const uint8_t*>(bytes[0].data()), bytes[0].size()},
+                                             static_cast<uint64_t>(d.size)));
+    footer = f;
+  }
+  core::ByteRange r{footer->toc_offset, footer->toc_size};
+  if (footer->toc_offset < 8 || footer->toc_offset + footer->toc_size > static_cast<uint64_t>(d.size))
+    return core::Corruption("layer " + d.digest + ": TOC location outside the blob");
+  OCIX_ASSIGN_OR_RETURN(auto payload, blob.ReadRanges({&r, 1}));
+  if (core::Sha256::OciDigest(payload[0]) != footer->TocDigest())
+    return core::Corruption("layer " + d.digest + ": TOC digest mismatch");
+  auto toc =
+      core::DecodeToc({reinterpret_cast<const uint8_t*>(payload[0].data()), payload[0].size()}, footer->toc_offset - 8);
+  if (!toc.ok()) return toc.status().WithContext("layer " + d.digest);
+  if (auto md = d.annotations.find(std::string(core::kAnnotationManifestDigest));
+      md != d.annotations.end() && md->second != core::Sha256::OciDigest(toc->manifest_bytes))
+    return core::Corruption("layer " + d.digest + ": manifest digest differs from the annotation");
+  return toc;
+}
+
+core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLayer> layers, core::ChunkStore& store,
+                                                             const std::string& work_dir, const std::string& mountpoint,
+                                                             const LayerFsOptions& options) {
+  if (layers.empty()) return core::InvalidArgument("an image without layers");
+  std::unique_ptr<ImageMount> m(new ImageMount());
+  m->mountpoint_ = mountpoint;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    OCIX_ASSIGN_OR_RETURN(core::Toc toc, FetchToc(*layers[i].blob, layers[i].descriptor));
+    LayerFsOptions o = options;
+    o.fsname = "ocix-" + layers[i].descriptor.digest.substr(7, 12);
+    // Implied directories take their attributes from the nearest layer
+    // below that lists the path (a whiteout or file there means none).
+    ImageMount* self = m.get();
+    o.lower_dir = [self, i](std::string_view path) -> const core::Entry* {
+      for (size_t j = i; j-- > 0;) {
+        if (const core::Entry* e = self->layers_[j]->manifest().Find(path)) {
+          return e->type == core::FileType::kDirectory ? e : nullptr;
+        }
+      }
+      return nullptr;
+    };
+    OCIX_ASSIGN_OR_RETURN(auto fs, LayerFs::Create(std::move(toc), store, std::move(layers[i].blob), o));
+    const std::string dir = work_dir + "/layers/" + std::to_string(i);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return core::IoError("create " + dir + ": " + ec.message());
+    OCIX_RETURN_IF_ERROR(fs->Mount(dir));
+    m->layers_.push_back(std::move(fs));
+    m->layer_dirs_.push_back(dir);
+  }
+  int rc;
+  if (m->layer_dirs_.size() == 1) {
+    // overlayfs needs two lower layers without an upper one: bind instead.
+    rc = ::mount(m->layer_dirs_[0].c_str(), mountpoint.c_str(), nullptr, MS_BIND, nullptr);
+    if (rc == 0) rc = ::mount(nullptr, mountpoint.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr);
+  } else {
+    std::string lower;
+    for (size_t i = m->layer_dirs_.size(); i-- > 0;) lower += (lower.empty() ? "" : ":") + m->layer_dirs_[i];
+    const std::string opts = "lowerdir=" + lower;
+    rc = ::mount("overlay", mountpoint.c_str(), "overlay", MS_RDONLY, opts.c_str());
+  }
+  if (rc != 0) return core::ErrnoError("mount the image at " + mountpoint, errno);
+  m->stacked_ = true;
+  return m;
+}
+
+void ImageMount::Unmount() {
+  if (stacked_) {
+    ::umount2(mountpoint_.c_str(), MNT_DETACH);
+    stacked_ = false;
+  }
+  for (auto& l : layers_) l->Unmount();
+}
+
+void ImageMount::Wait() {
+  for (auto& l : layers_) l->Wait();
+}
+
+ImageMount::~ImageMount() { Unmount(); }
+
+}  // namespace ocix::fuse

@@ -1,0 +1,481 @@
+#define FUSE_USE_VERSION 314
+#include "ocix/fuse/layer_fs.h"
+
+#include <fuse3/fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+namespace ocix::fuse {
+
+using core::Entry;
+using core::FileType;
+
+namespace {
+
+constexpr const char kOpaqueXattr[] = "trusted.overlay.opaque";
+
+struct Node {
+  const Entry* entry = nullptr;  // metadata; for hardlinked names, the primary
+  fuse_ino_t parent = FUSE_ROOT_ID;
+  std::vector<std::pair<std::string_view, fuse_ino_t>> children;  // sorted by name
+  uint32_t nlink = 1;
+  const core::ContentTable* content = nullptr;  // regular files with content
+};
+
+}  // namespace
+
+struct LayerFs::Impl {
+  core::Toc toc;
+  core::ChunkStore* store = nullptr;
+  std::unique_ptr<core::BlobReader> blob;
+  LayerFsOptions opts;
+  LayerFsStats* stats = nullptr;
+  std::vector<Node> nodes;        // ino - 1
+  std::deque<Entry> synthesized;  // directories a layer leaves implied
+  uint64_t total_bytes = 0;
+
+  Node* Get(fuse_ino_t ino) { return ino >= 1 && ino <= nodes.size() ? &nodes[ino - 1] : nullptr; }
+
+  core::Status Build();
+  void Attr(fuse_ino_t ino, struct stat& st) const;
+  int Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
+};
+
+namespace {
+
+mode_t TypeBits(FileType t) {
+  switch (t) {
+    case FileType::kRegular:
+    case FileType::kHardlink: return S_IFREG;
+    case FileType::kDirectory: return S_IFDIR;
+    case FileType::kSymlink: return S_IFLNK;
+    case FileType::kCharDevice:
+    case FileType::kWhiteout: return S_IFCHR;  // overlayfs' whiteout: char 0:0
+    case FileType::kBlockDevice: return S_IFBLK;
+    case FileType::kFifo: return S_IFIFO;
+  }
+  return S_IFREG;
+}
+
+std::string_view BaseName(std::string_view path) { return path == "/" ? path : path.substr(path.rfind('/') + 1); }
+
+}  // namespace
+
+core::Status LayerFs::Impl::Build() {
+  std::unordered_map<std::string_view, fuse_ino_t> ino_of;
+  auto add = [&](const Entry* e) {
+    Node n;
+    n.entry = e;
+    nodes.push_back(std::move(n));
+    ino_of[e->path] = nodes.size();
+    return static_cast<fuse_ino_t>(nodes.size());
+  };
+  auto synth_dir = [&](std::string path) {
+    Entry d;
+    const Entry* below = opts.lower_dir ? opts.lower_dir(path) : nullptr;
+    if (below != nullptr && below->type == FileType::kDirectory) {
+      d = *below;
+      d.opaque = false;
+    } else {
+      d.type = FileType::kDirectory;
+      d.mode = 0755;
+    }
+    d.path = std::move(path);
+    synthesized.push_back(std::move(d));
+    return &synthesized.back();
+  };
+  // Root first, so it is FUSE_ROOT_ID.
+  const Entry* root = toc.manifest.Find("/");
+  add(root != nullptr ? root : synth_dir("/"));
+  // Directories a layer does not list (they come from lower layers) are
+  // synthesized so the tree is complete.
+  std::function<fuse_ino_t(std::string_view)> ensure_dir = [&](std::string_view path) -> fuse_ino_t {
+    if (auto it = ino_of.find(path); it != ino_of.end()) return it->second;
+    const Entry* d = synth_dir(std::string(path));
+    fuse_ino_t parent = ensure_dir(core::ParentPath(d->path));
+    fuse_ino_t ino = add(d);
+    nodes[ino - 1].parent = parent;
+    nodes[parent - 1].children.emplace_back(BaseName(d->path), ino);
+    return ino;
+  };
+  for (const Entry& e : toc.manifest.entries) {
+    if (e.path == "/") continue;
+    fuse_ino_t parent = ensure_dir(core::ParentPath(e.path));
+    if (nodes[parent - 1].entry->type != FileType::kDirectory)
+      return core::Corruption("\"" + e.path + "\": parent is not a directory");
+    fuse_ino_t ino;
+    if (e.type == FileType::kHardlink) {
+      auto it = ino_of.find(e.target);
+      if (it == ino_of.end()) return core::Corruption("\"" + e.path + "\": hardlink target missing");
+      ino = it->second;
+      ++nodes[ino - 1].nlink;
+    } else {
+      ino = add(&e);
+      nodes[ino - 1].parent = parent;
+      if (e.type == FileType::kRegular && e.size > 0) {
+        nodes[ino - 1].content = toc.Find(e.digest);
+        if (nodes[ino - 1].content == nullptr) return core::Corruption("\"" + e.path + "\": no chunk table");
+        total_bytes += e.size;
+      }
+    }
+    nodes[parent - 1].children.emplace_back(BaseName(e.path), ino);
+  }
+  for (Node& n : nodes) {
+    std::sort(n.children.begin(), n.children.end());
+    if (n.entry->type == FileType::kDirectory) {
+      n.nlink = 2;
+      for (const auto& [name, ino] : n.children)
+        if (nodes[ino - 1].entry->type == FileType::kDirectory) ++n.nlink;
+    }
+  }
+  return core::Status::Ok();
+}
+
+void LayerFs::Impl::Attr(fuse_ino_t ino, struct stat& st) const {
+  const Node& n = nodes[ino - 1];
+  const Entry& e = *n.entry;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = ino;
+  st.st_mode = TypeBits(e.type) | (e.type == FileType::kWhiteout ? 0 : e.mode);
+  st.st_nlink = n.nlink;
+  st.st_uid = e.uid;
+  st.st_gid = e.gid;
+  st.st_size = e.type == FileType::kRegular   ? static_cast<off_t>(e.size)
+               : e.type == FileType::kSymlink ? static_cast<off_t>(e.target.size())
+                                              : 0;
+  if (e.type == FileType::kCharDevice || e.type == FileType::kBlockDevice)
+    st.st_rdev = makedev(e.rdev_major, e.rdev_minor);
+  st.st_mtim.tv_sec = e.mtime.sec;
+  st.st_mtim.tv_nsec = e.mtime.nsec;
+  st.st_atim = st.st_mtim;
+  st.st_ctim = st.st_mtim;
+  st.st_blksize = 4096;
+  uint64_t allocated = e.type == FileType::kRegular ? e.size : 0;
+  if (e.data) {
+    allocated = 0;
+    for (const core::Extent& x : *e.data) allocated += x.length;
+  }
+  st.st_blocks = static_cast<blkcnt_t>((allocated + 511) / 512);
+}
+
+int LayerFs::Impl::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
+  const Node& n = nodes[ino - 1];
+  const uint64_t file_size = n.entry->size;
+  if (n.content == nullptr || static_cast<uint64_t>(off) >= file_size || size == 0)
+    return fuse_reply_buf(req, nullptr, 0);
+  const uint64_t start = static_cast<uint64_t>(off);
+  const uint64_t end = std::min<uint64_t>(file_size, start + size);
+  const uint64_t cs = toc.chunk_size;
+  const size_t first = start / cs, last = (end - 1) / cs;
+  std::vector<core::ChunkRef> refs;
+  for (size_t i = first; i <= last; ++i) {
+    const core::ChunkLocation& c = n.content->chunks[i];
+    refs.push_back(core::ChunkRef{c.digest, toc.ChunkRange(file_size, i).second, c.blob_offset, c.frame_size});
+  }
+  core::Status s = store->Ensure(*blob, refs);
+  if (!s.ok()) {
+    ++stats->read_errors;
+    return fuse_reply_err(req, EIO);
+  }
+  ++stats->reads;
+  stats->read_bytes += end - start;
+  if (first == last) {
+    // One chunk: let the kernel splice straight from the cache file.
+    auto fd = store->OpenChunk(refs[0].digest, refs[0].size);
+    if (!fd.ok()) {
+      ++stats->read_errors;
+      return fuse_reply_err(req, EIO);
+    }
+    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - start);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = fd->get();
+    buf.buf[0].pos = static_cast<off_t>(start - first * cs);
+    return fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  }
+  std::vector<uint8_t> out(end - start);
+  uint64_t pos = start;
+  for (size_t i = first; i <= last; ++i) {
+    const uint64_t chunk_start = i * cs;
+    const uint64_t chunk_end = std::min(chunk_start + cs, end);
+    const uint64_t from = std::max(pos, chunk_start);
+    s = store->ReadChunk(refs[i - first].digest, refs[i - first].size, from - chunk_start,
+                         std::span<uint8_t>(out.data() + (from - start), chunk_end - from));
+    if (!s.ok()) {
+      ++stats->read_errors;
+      return fuse_reply_err(req, EIO);
+    }
+    pos = chunk_end;
+  }
+  return fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), out.size());
+}
+
+namespace {
+
+LayerFs::Impl& Self(fuse_req_t req) { return *static_cast<LayerFs::Impl*>(fuse_req_userdata(req)); }
+
+// No exception may cross into libfuse: a handler that throws (bad_alloc)
+// answers ENOMEM instead.
+template <typename F>
+void Guard(fuse_req_t req, F&& f) {
+  try {
+    f();
+  } catch (...) {
+    fuse_reply_err(req, ENOMEM);
+  }
+}
+
+void FillEntry(LayerFs::Impl& fs, fuse_ino_t ino, fuse_entry_param& e) {
+  std::memset(&e, 0, sizeof e);
+  e.ino = ino;
+  e.generation = 1;
+  e.attr_timeout = fs.opts.attr_timeout_s;
+  e.entry_timeout = fs.opts.entry_timeout_s;
+  fs.Attr(ino, e.attr);
+}
+
+void OpInit(void* userdata, struct fuse_conn_info* conn) {
+  (void)userdata;
+  // Replies from cache files go by splice when the kernel allows it.
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Guard(req, [&] {
+    LayerFs::Impl& fs = Self(req);
+    ++fs.stats->lookups;
+    Node* p = fs.Get(parent);
+    if (p == nullptr) return void(fuse_reply_err(req, ENOENT));
+    if (p->entry->type != FileType::kDirectory) return void(fuse_reply_err(req, ENOTDIR));
+    std::string_view n(name);
+    auto it = std::lower_bound(p->children.begin(), p->children.end(), n,
+                               [](const auto& c, std::string_view x) { return c.first < x; });
+    if (it == p->children.end() || it->first != n) return void(fuse_reply_err(req, ENOENT));
+    fuse_entry_param e;
+    FillEntry(fs, it->second, e);
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
+  Guard(req, [&] {
+    LayerFs::Impl& fs = Self(req);
+    if (fs.Get(ino) == nullptr) return void(fuse_reply_err(req, ENOENT));
+    struct stat st;
+    fs.Attr(ino, st);
+    fuse_reply_attr(req, &st, fs.opts.attr_timeout_s);
+  });
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Guard(req, [&] {
+    Node* n = Self(req).Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    if (n->entry->type != FileType::kSymlink) return void(fuse_reply_err(req, EINVAL));
+    fuse_reply_readlink(req, n->entry->target.c_str());
+  });
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Guard(req, [&] {
+    Node* n = Self(req).Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    if ((fi->flags & O_ACCMODE) != O_RDONLY) return void(fuse_reply_err(req, EROFS));
+    if (n->entry->type == FileType::kDirectory) return void(fuse_reply_err(req, EISDIR));
+    fi->keep_cache = 1;  // contents never change
+    fuse_reply_open(req, fi);
+  });
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info*) {
+  Guard(req, [&] {
+    LayerFs::Impl& fs = Self(req);
+    if (fs.Get(ino) == nullptr) return void(fuse_reply_err(req, ENOENT));
+    fs.Read(req, ino, size, off);
+  });
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
+  Guard(req, [&] {
+    Node* n = Self(req).Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    if (n->entry->type != FileType::kDirectory) return void(fuse_reply_err(req, ENOTDIR));
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+  Guard(req, [&] {
+    LayerFs::Impl& fs = Self(req);
+    Node* n = fs.Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    std::vector<char> buf(size);
+    size_t used = 0;
+    // Offsets: 0 ".", 1 "..", 2+i the i-th child.
+    const size_t total = n->children.size() + 2;
+    for (size_t i = static_cast<size_t>(off); i < total; ++i) {
+      std::string name = i == 0 ? "." : i == 1 ? ".." : std::string(n->children[i - 2].first);
+      fuse_ino_t child = i == 0 ? ino : i == 1 ? n->parent : n->children[i - 2].second;
+      size_t len;
+      if (plus) {
+        fuse_entry_param e;
+        FillEntry(fs, child, e);
+        if (i < 2) e.ino = 0, e.attr.st_ino = child;  // no lookup count for . and ..
+        len = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, static_cast<off_t>(i + 1));
+      } else {
+        struct stat st;
+        fs.Attr(child, st);
+        len = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st, static_cast<off_t>(i + 1));
+      }
+      if (len > size - used) break;
+      used += len;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info*) {
+  ReadDir(req, ino, size, off, false);
+}
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info*) {
+  ReadDir(req, ino, size, off, true);
+}
+
+// Extended attributes of a node, including overlayfs' opaque marker.
+std::vector<std::pair<std::string, std::string>> XattrsOf(const Node& n) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const core::Xattr& x : n.entry->xattrs) out.emplace_back(x.name, x.value);
+  if (n.entry->opaque) out.emplace_back(kOpaqueXattr, "y");
+  return out;
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Guard(req, [&] {
+    Node* n = Self(req).Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    for (const auto& [k, v] : XattrsOf(*n)) {
+      if (k != name) continue;
+      if (size == 0) return void(fuse_reply_xattr(req, v.size()));
+      if (size < v.size()) return void(fuse_reply_err(req, ERANGE));
+      return void(fuse_reply_buf(req, v.data(), v.size()));
+    }
+    fuse_reply_err(req, ENODATA);
+  });
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Guard(req, [&] {
+    Node* n = Self(req).Get(ino);
+    if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
+    std::string names;
+    for (const auto& [k, v] : XattrsOf(*n)) {
+      names += k;
+      names.push_back('\0');
+    }
+    if (size == 0) return void(fuse_reply_xattr(req, names.size()));
+    if (size < names.size()) return void(fuse_reply_err(req, ERANGE));
+    fuse_reply_buf(req, names.data(), names.size());
+  });
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  Guard(req, [&] {
+    LayerFs::Impl& fs = Self(req);
+    struct statvfs s;
+    std::memset(&s, 0, sizeof s);
+    s.f_bsize = 4096;
+    s.f_frsize = 4096;
+    s.f_blocks = (fs.total_bytes + 4095) / 4096;
+    s.f_files = fs.nodes.size();
+    s.f_namemax = 255;
+    fuse_reply_statfs(req, &s);
+  });
+}
+
+const struct fuse_lowlevel_ops kOps = [] {
+  struct fuse_lowlevel_ops o;
+  std::memset(&o, 0, sizeof o);
+  o.init = OpInit;
+  o.lookup = OpLookup;
+  o.getattr = OpGetattr;
+  o.readlink = OpReadlink;
+  o.open = OpOpen;
+  o.read = OpRead;
+  o.opendir = OpOpendir;
+  o.readdir = OpReaddir;
+  o.readdirplus = OpReaddirplus;
+  o.getxattr = OpGetxattr;
+  o.listxattr = OpListxattr;
+  o.statfs = OpStatfs;
+  return o;
+}();
+
+}  // namespace
+
+core::Result<std::unique_ptr<LayerFs>> LayerFs::Create(core::Toc toc, core::ChunkStore& store,
+                                                       std::unique_ptr<core::BlobReader> blob, LayerFsOptions options) {
+  std::unique_ptr<LayerFs> fs(new LayerFs());
+  fs->impl_ = std::make_unique<Impl>();
+  Impl& impl = *fs->impl_;
+  impl.toc = std::move(toc);
+  impl.store = &store;
+  impl.blob = std::move(blob);
+  impl.opts = std::move(options);
+  impl.stats = &fs->stats_;
+  OCIX_RETURN_IF_ERROR(impl.Build().WithContext("layer tree"));
+  return fs;
+}
+
+size_t LayerFs::inode_count() const { return impl_->nodes.size(); }
+const core::Manifest& LayerFs::manifest() const { return impl_->toc.manifest; }
+
+core::Status LayerFs::Mount(const std::string& mountpoint) {
+  if (session_ != nullptr) return core::FailedPrecondition("already mounted");
+  const std::string opts = "ro,default_permissions,allow_other,fsname=" + impl_->opts.fsname + ",subtype=ocix";
+  std::vector<std::string> argv_s = {"ocix", "-o", opts};
+  std::vector<char*> argv;
+  for (std::string& a : argv_s) argv.push_back(a.data());
+  struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  session_ = fuse_session_new(&args, &kOps, sizeof kOps, impl_.get());
+  if (session_ == nullptr) return core::Internal("fuse_session_new failed");
+  if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(session_);
+    session_ = nullptr;
+    return core::IoError("FUSE mount at " + mountpoint + " failed");
+  }
+  mountpoint_ = mountpoint;
+  loop_ = std::thread([this] {
+    struct fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(cfg, impl_->opts.max_threads);
+    fuse_session_loop_mt(session_, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  });
+  return core::Status::Ok();
+}
+
+void LayerFs::Wait() {
+  if (loop_.joinable()) loop_.join();
+}
+
+void LayerFs::Unmount() {
+  if (session_ == nullptr) return;
+  fuse_session_exit(session_);
+  fuse_session_unmount(session_);  // the kernel ends the connection; the loop returns
+  Wait();
+  fuse_session_destroy(session_);
+  session_ = nullptr;
+}
+
+LayerFs::~LayerFs() { Unmount(); }
+
+}  // namespace ocix::fuse

@@ -1,0 +1,404 @@
+#include "ocix/core/store/chunk_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <filesystem>
+#include <limits>
+#include <set>
+#include <system_error>
+#include <vector>
+
+#include "ocix/core/limits.h"
+
+namespace ocix::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view kTempPrefix = ".tmp-";
+
+std::string ShardName(unsigned i) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  return {kHex[(i >> 4) & 0xf], kHex[i & 0xf]};
+}
+
+// A final entry name: 64 lowercase hex digits starting with the shard's two.
+bool IsEntryName(std::string_view name, std::string_view shard) {
+  if (name.size() != 2 * kDigestSize || name.substr(0, 2) != shard) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+Status ValidateRef(const ChunkRef& c) {
+  const std::string what = "chunk " + c.digest.Hex();
+  if (c.size > kMaxChunkSize)
+    return InvalidArgument(what + ": size " + std::to_string(c.size) + " exceeds " + std::to_string(kMaxChunkSize));
+  // A frame larger than zstd's worst case for its content cannot be one we wrote;
+  // the bound also caps what Ensure allocates per frame.
+  if (c.frame_size == 0 || c.frame_size > ZSTD_compressBound(c.size))
+    return InvalidArgument(what + ": frame size " + std::to_string(c.frame_size) + " impossible for " +
+                           std::to_string(c.size) + " bytes");
+  if (c.blob_offset > std::numeric_limits<uint64_t>::max() - c.frame_size)
+    return InvalidArgument(what + ": frame ends past 2^64");
+  return Status::Ok();
+}
+
+bool EntryExists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+struct DCtxDeleter {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+// Unlinks a temp file unless it was renamed into place.
+class TempFile {
+ public:
+  explicit TempFile(std::string path) : path_(std::move(path)) {}
+  ~TempFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  void Committed() { path_.clear(); }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+struct ChunkStore::Flight {
+  bool done = false;  // GUARDED_BY(mu_)
+  Status status;      // GUARDED_BY(mu_); the fetch's result once done
+  std::condition_variable cv;
+};
+
+struct ChunkStore::Owned {
+  ChunkRef ref;
+  std::shared_ptr<Flight> flight;
+  bool fetch = true;  // false: stored meanwhile by someone else (a hit)
+  Status status = Internal("fetch abandoned");
+  bool completed = false;
+};
+
+ChunkStore::ChunkStore(Options options) : options_(std::move(options)) {}
+ChunkStore::~ChunkStore() = default;
+
+Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
+  if (options.root.empty()) return InvalidArgument("chunk store: empty root");
+  if (options.max_fetch_attempts < 1) return InvalidArgument("chunk store: max_fetch_attempts must be >= 1");
+  while (options.root.size() > 1 && options.root.back() == '/') options.root.pop_back();
+  const fs::path chunks = fs::path(options.root) / "chunks";
+  std::error_code ec;
+  fs::create_directories(chunks, ec);
+  if (ec) return IoError("chunk store: create " + chunks.string() + ": " + ec.message());
+
+  StoreStats counted;
+  // Shards are created on first write (removing directories is slow on some
+  // file systems, which made every test that drops a store slow), so only the
+  // existing ones are scanned.
+  for (unsigned i = 0; i < 256; ++i) {
+    const std::string shard = ShardName(i);
+    const fs::path dir = chunks / shard;
+    std::error_code dec;
+    if (!fs::is_directory(dir, dec)) continue;
+    // Collect first: removing entries while iterating a directory is unspecified.
+    std::vector<fs::path> leftovers;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.starts_with(kTempPrefix)) {
+        leftovers.push_back(it->path());
+        continue;
+      }
+      std::error_code fec;
+      if (!IsEntryName(name, shard) || !it->is_regular_file(fec)) continue;  // not ours: leave it alone
+      const uintmax_t size = it->file_size(fec);
+      if (fec) continue;
+      ++counted.entries;
+      counted.bytes += size;
+    }
+    if (ec) return IoError("chunk store: list " + dir.string() + ": " + ec.message());
+    for (const fs::path& p : leftovers) {
+      fs::remove(p, ec);
+      if (ec) return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
+    }
+  }
+  std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
+  store->stats_ = counted;  // not shared yet
+  return store;
+}
+
+std::string ChunkStore::PathOf(const Digest& d) const {
+  const std::string hex = d.Hex();
+  return options_.root + "/chunks/" + hex.substr(0, 2) + "/" + hex;
+}
+
+bool ChunkStore::Has(const Digest& d) const { return EntryExists(PathOf(d)); }
+
+StoreStats ChunkStore::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+Status ChunkStore::Ensure(BlobReader& blob, std::span<const ChunkRef> chunks) {
+  for (const ChunkRef& c : chunks) OCIX_RETURN_IF_ERROR(ValidateRef(c));
+
+  // Per unique digest, in input order: either a flight we own or one we wait for.
+  std::set<Digest> seen;
+  std::vector<Owned> owned;
+  std::vector<std::shared_ptr<Flight>> waits;
+  uint64_t hits = 0, misses = 0;
+  // Completes our flights even on an unexpected exit, so waiters never hang.
+  struct Completer {
+    ChunkStore* store;
+    std::vector<Owned>* owned;
+    ~Completer() { store->CompleteFlights(*owned); }
+  } completer{this, &owned};
+
+  for (const ChunkRef& c : chunks) {
+    if (!seen.insert(c.digest).second) continue;
+    const std::string path = PathOf(c.digest);
+    if (EntryExists(path)) {  // fast path, no lock
+      ++hits;
+      continue;
+    }
+    std::shared_ptr<Flight> flight;
+    {
+      std::lock_guard lock(mu_);
+      auto it = in_flight_.find(c.digest);
+      if (it != in_flight_.end()) {
+        waits.push_back(it->second);
+      } else {
+        flight = std::make_shared<Flight>();
+        in_flight_.emplace(c.digest, flight);
+      }
+    }
+    if (!flight) {
+      ++misses;
+      continue;
+    }
+    // A fetch may have finished between our check and our flight: check again
+    // now that no one else can start one.
+    const bool stored_meanwhile = EntryExists(path);
+    if (stored_meanwhile) {
+      ++hits;
+    } else {
+      ++misses;
+    }
+    owned.push_back(Owned{c, std::move(flight), !stored_meanwhile, Status::Ok(), false});
+  }
+  {
+    std::lock_guard lock(mu_);
+    stats_.hits += hits;
+    stats_.misses += misses;
+  }
+
+  FetchOwned(blob, owned);
+  // Publish ours before waiting for others', so no two callers wait on each other.
+  CompleteFlights(owned);
+
+  Status first;
+  size_t failed = 0;
+  for (const Owned& o : owned) {
+    if (o.status.ok()) continue;
+    if (failed++ == 0) first = o.status;
+  }
+  for (const auto& f : waits) {
+    std::unique_lock lock(mu_);
+    f->cv.wait(lock, [&] { return f->done; });
+    if (f->status.ok()) continue;
+    if (failed++ == 0) first = f->status;
+  }
+  if (failed > 1)
+    return {first.code(), first.message() + " (and " + std::to_string(failed - 1) + " more chunks failed)"};
+  return first;
+}
+
+void ChunkStore::FetchOwned(BlobReader& blob, std::span<Owned> owned) {
+  std::vector<Owned*> todo;
+  for (Owned& o : owned) {
+    if (o.fetch) todo.push_back(&o);
+  }
+  // Blob order lets the reader coalesce adjacent frames into one request.
+  std::sort(todo.begin(), todo.end(),
+            [](const Owned* a, const Owned* b) { return a->ref.blob_offset < b->ref.blob_offset; });
+  size_t begin = 0;
+  while (begin < todo.size()) {
+    size_t end = begin + 1;
+    uint64_t bytes = todo[begin]->ref.frame_size;
+    while (end < todo.size() && bytes + todo[end]->ref.frame_size <= kMaxFetchBatchBytes)
+      bytes += todo[end++]->ref.frame_size;
+    FetchBatch(blob, std::span<Owned* const>(todo).subspan(begin, end - begin));
+    begin = end;
+  }
+}
+
+void ChunkStore::FetchBatch(BlobReader& blob, std::span<Owned* const> batch) {
+  std::vector<ByteRange> ranges;
+  ranges.reserve(batch.size());
+  for (const Owned* o : batch) ranges.push_back({o->ref.blob_offset, o->ref.frame_size});
+
+  Result<std::vector<std::string>> frames = Internal("not fetched");
+  for (int attempt = 0; attempt < options_.max_fetch_attempts; ++attempt) {
+    frames = blob.ReadRanges(ranges);
+    // A reader that breaks its contract is a failed fetch, not corrupt data.
+    if (frames.ok() && frames->size() != ranges.size())
+      frames = Internal("returned " + std::to_string(frames->size()) + " buffers for " + std::to_string(ranges.size()) +
+                        " ranges");
+    std::lock_guard lock(mu_);
+    ++stats_.fetch_requests;
+    if (!frames.ok()) ++stats_.fetch_errors;
+    if (frames.ok()) break;
+  }
+  if (!frames.ok()) {
+    const Status s = frames.status().WithContext("fetch " + std::to_string(batch.size()) + " chunks (first " +
+                                                 batch.front()->ref.digest.Hex() + ") from " + blob.Describe());
+    for (Owned* o : batch) o->status = s;
+    return;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::string frame = std::move((*frames)[i]);  // freed after this chunk
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.fetched_chunks;
+      stats_.fetched_bytes += frame.size();
+    }
+    batch[i]->status = VerifyAndStore(batch[i]->ref, frame).WithContext("from " + blob.Describe());
+  }
+}
+
+Status ChunkStore::VerifyAndStore(const ChunkRef& ref, std::string_view frame) {
+  const std::string what = "chunk " + ref.digest.Hex();
+  auto corrupt = [&](const std::string& why) {
+    std::lock_guard lock(mu_);
+    ++stats_.corrupt_chunks;
+    return Corruption(what + ": " + why);
+  };
+  if (frame.size() != ref.frame_size)
+    return corrupt("got " + std::to_string(frame.size()) + " bytes of a " + std::to_string(ref.frame_size) +
+                   "-byte frame");
+  // Exactly one regular zstd frame: a skippable frame decompresses to nothing,
+  // and ZSTD_decompress would happily decode several concatenated frames.
+  if (frame.size() < 4 || (static_cast<uint32_t>(static_cast<uint8_t>(frame[0])) |
+                           static_cast<uint32_t>(static_cast<uint8_t>(frame[1])) << 8 |
+                           static_cast<uint32_t>(static_cast<uint8_t>(frame[2])) << 16 |
+                           static_cast<uint32_t>(static_cast<uint8_t>(frame[3])) << 24) != ZSTD_MAGICNUMBER)
+    return corrupt("not a zstd frame");
+  const size_t frame_len = ZSTD_findFrameCompressedSize(frame.data(), frame.size());
+  if (ZSTD_isError(frame_len)) return corrupt(std::string("bad zstd frame: ") + ZSTD_getErrorName(frame_len));
+  if (frame_len != frame.size())
+    return corrupt("the zstd frame is " + std::to_string(frame_len) + " of the " + std::to_string(frame.size()) +
+                   " bytes (more than one frame)");
+  const unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR) return corrupt("bad zstd frame header");
+  // Refuse before allocating or decoding when the header already disagrees.
+  if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ref.size)
+    return corrupt("frame holds " + std::to_string(declared) + " bytes, expected " + std::to_string(ref.size));
+
+  std::unique_ptr<ZSTD_DCtx, DCtxDeleter> dctx(ZSTD_createDCtx());
+  if (!dctx) return Internal("zstd: out of memory");
+  std::vector<uint8_t> data(ref.size);
+  // Capacity is exactly size: a frame that decodes to more fails here.
+  const size_t n = ZSTD_decompressDCtx(dctx.get(), data.data(), data.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n)) return corrupt(std::string("zstd: ") + ZSTD_getErrorName(n));
+  if (n != ref.size)
+    return corrupt("frame decompresses to " + std::to_string(n) + " bytes, expected " + std::to_string(ref.size));
+  const Digest actual = Blake3::Hash(std::span<const uint8_t>(data));
+  if (actual != ref.digest) return corrupt("content hashes to " + actual.Hex());
+  return WriteEntry(ref, data);
+}
+
+Status ChunkStore::WriteEntry(const ChunkRef& ref, std::span<const uint8_t> data) {
+  const std::string final_path = PathOf(ref.digest);
+  std::string tmp = final_path.substr(0, final_path.size() - 2 * kDigestSize) + std::string(kTempPrefix) +
+                    ref.digest.Hex() + "-XXXXXX";
+  const std::string template_path = tmp;
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT) {  // the shard's first entry
+    const std::string shard = final_path.substr(0, final_path.size() - 2 * kDigestSize - 1);
+    if (::mkdir(shard.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("chunk store: mkdir " + shard, errno);
+    tmp = template_path;  // mkostemp may have modified the XXXXXX
+    fd.Reset(::mkostemp(tmp.data(), O_CLOEXEC));
+  }
+  if (!fd.valid()) return ErrnoError("chunk store: create temp file " + tmp, errno);
+  TempFile guard(tmp);
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("chunk store: write " + tmp, errno);
+    done += static_cast<size_t>(n);
+  }
+  // Read-only, like the content it holds.
+  if (::fchmod(fd.get(), 0444) != 0) return ErrnoError("chunk store: chmod " + tmp, errno);
+  // Durable before it gets its final name: a crash then leaves a temp file, never a torn entry.
+  if (::fdatasync(fd.get()) != 0) return ErrnoError("chunk store: fdatasync " + tmp, errno);
+  if (::close(fd.Release()) != 0) return ErrnoError("chunk store: close " + tmp, errno);
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) return ErrnoError("chunk store: rename to " + final_path, errno);
+  guard.Committed();
+  std::lock_guard lock(mu_);
+  ++stats_.entries;
+  stats_.bytes += data.size();
+  return Status::Ok();
+}
+
+void ChunkStore::CompleteFlights(std::span<Owned> owned) {
+  std::lock_guard lock(mu_);
+  for (Owned& o : owned) {
+    if (o.completed) continue;
+    o.completed = true;
+    o.flight->status = o.status;
+    o.flight->done = true;
+    in_flight_.erase(o.ref.digest);
+    o.flight->cv.notify_all();
+  }
+}
+
+Result<UniqueFd> ChunkStore::OpenChunk(const Digest& d, uint64_t expected_size) {
+  const std::string path = PathOf(d);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid() && errno == ENOENT) return NotFound("chunk " + d.Hex() + " is not stored");
+  if (!fd.valid()) return ErrnoError("chunk store: open " + path, errno);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("chunk store: stat " + path, errno);
+  if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == expected_size) return fd;
+
+  // Damaged: drop it so the next Ensure fetches it again. Only if the name
+  // still points at the file we checked — a concurrent Ensure may have just
+  // renamed a good entry over it.
+  struct stat now {};
+  if (::stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino &&
+      ::unlink(path.c_str()) == 0) {
+    std::lock_guard lock(mu_);
+    stats_.entries -= std::min<uint64_t>(stats_.entries, 1);
+    stats_.bytes -= std::min<uint64_t>(stats_.bytes, static_cast<uint64_t>(st.st_size));
+  }
+  return NotFound("chunk " + d.Hex() + ": stored file has " + std::to_string(st.st_size) + " bytes, expected " +
+                  std::to_string(expected_size) + "; removed");
+}
+
+Status ChunkStore::ReadChunk(const Digest& d, uint64_t chunk_size, uint64_t offset, std::span<uint8_t> out) {
+  if (offset > chunk_size || out.size() > chunk_size - offset)
+    return InvalidArgument("chunk " + d.Hex() + ": read [" + std::to_string(offset) + ", +" +
+                           std::to_string(out.size()) + ") outside its " + std::to_string(chunk_size) + " bytes");
+  OCIX_ASSIGN_OR_RETURN(UniqueFd fd, OpenChunk(d, chunk_size));
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("chunk store: read " + PathOf(d), errno);
+    if (n == 0) return IoError("chunk store: " + PathOf(d) + " is shorter than its size");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace ocix::core
