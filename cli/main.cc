@@ -362,7 +362,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mount->add_option("--state-dir", mount_opts.state_dir, "where mounts keep their state")->capture_default_str();
   mount->add_flag("-f,--foreground", mount_opts.foreground, "serve in this process until unmounted");
+  mount
+      ->add_option("--prefetch", mount_opts.prefetch,
+                   "background fetching: none, list (the image's prefetch list) or all (list, then the rest)")
+      ->check(CLI::IsMember({"none", "list", "all"}))
+      ->capture_default_str();
   mount_registry.AddTo(mount);
+  int fetch_attempts = 4;
+  double fetch_timeout_s = 10;
+  mount->add_option("--fetch-attempts", fetch_attempts, "tries per registry request before a read fails with EIO")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  mount
+      ->add_option("--fetch-timeout", fetch_timeout_s,
+                   "seconds to connect, or without progress, before one try of a registry request fails")
+      ->check(CLI::Range(0.1, 600.0))
+      ->capture_default_str();
 
   std::string umount_dir, umount_state = "/run/ocix/mounts";
   auto* umount = app.add_subcommand("umount", "Unmount what ocix mount mounted");
@@ -390,6 +405,13 @@ int main(int argc, char** argv) {
   if (verify->parsed()) return RunVerify(verify_ref, verify_registry);
   if (mount->parsed()) {
     mount_opts.registry = mount_registry.ToOptions();
+    mount_opts.registry.max_attempts = fetch_attempts;
+    const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(fetch_timeout_s * 1000));
+    mount_opts.registry.connect_timeout = timeout;
+    mount_opts.registry.low_speed_timeout = timeout;
+    // Prefetch batches span many chunk frames with small tar header frames
+    // between them: fetch those gaps rather than split the request.
+    mount_opts.registry.range_coalesce_gap = 64u << 10;
     return ocix::cli::RunMount(mount_opts);
   }
   if (umount->parsed()) return ocix::cli::RunUmount(umount_dir, umount_state);

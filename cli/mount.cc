@@ -60,7 +60,10 @@ Result<json> ReadJson(const std::string& path) {
 json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
   const StoreStats s = store.stats();
   uint64_t reads = 0, read_bytes = 0, read_errors = 0;
+  uint64_t prefetched = 0, prefetch_pending = 0;
   for (const auto& l : m.layers()) {
+    prefetched += l->stats().prefetched_chunks;
+    prefetch_pending += l->stats().prefetch_done ? 0 : 1;
     reads += l->stats().reads;
     read_bytes += l->stats().read_bytes;
     read_errors += l->stats().read_errors;
@@ -74,7 +77,9 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
           {"fetch_errors", s.fetch_errors},
           {"reads", reads},
           {"read_bytes", read_bytes},
-          {"read_errors", read_errors}};
+          {"read_errors", read_errors},
+          {"prefetched_chunks", prefetched},
+          {"prefetch_pending", prefetch_pending}};
 }
 
 // Resolves the image and opens a blob reader per layer (bottom first).
@@ -107,6 +112,9 @@ Status Serve(const MountOptions& o, const std::string& state, int ready_fd) {
   so.root = o.cache_dir;
   OCIX_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(so));
   OCIX_ASSIGN_OR_RETURN(auto mount, fuse::ImageMount::Create(std::move(layers), *store, state, o.mountpoint));
+  mount->StartPrefetch(o.prefetch == "none"   ? fuse::Prefetch::kNone
+                       : o.prefetch == "list" ? fuse::Prefetch::kList
+                                              : fuse::Prefetch::kAll);
   json info = {{"mountpoint", fs::canonical(o.mountpoint).string()},
                {"image", o.image},
                {"pid", getpid()},

@@ -12,6 +12,7 @@ struct MountOptions {
   std::string cache_dir = "/var/lib/ocix/cache";
   std::string state_dir = "/run/ocix/mounts";
   bool foreground = false;
+  std::string prefetch = "all";  // none | list | all
   core::RegistryOptions registry;
 };
 

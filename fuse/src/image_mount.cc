@@ -81,12 +81,23 @@ core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLa
   return m;
 }
 
+void ImageMount::StartPrefetch(Prefetch what) {
+  if (what == Prefetch::kNone) return;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    LayerFs* fs = layers_[i].get();
+    prefetchers_.emplace_back([fs, what] { fs->RunPrefetch(what); });
+  }
+}
+
 void ImageMount::Unmount() {
   if (stacked_) {
     ::umount2(mountpoint_.c_str(), MNT_DETACH);
     stacked_ = false;
   }
   for (auto& l : layers_) l->Unmount();
+  for (auto& t : prefetchers_)
+    if (t.joinable()) t.join();
+  prefetchers_.clear();
 }
 
 void ImageMount::Wait() {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -180,7 +181,9 @@ int LayerFs::Impl::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) 
     const core::ChunkLocation& c = n.content->chunks[i];
     refs.push_back(core::ChunkRef{c.digest, toc.ChunkRange(file_size, i).second, c.blob_offset, c.frame_size});
   }
+  stats->active_reads.fetch_add(1);
   core::Status s = store->Ensure(*blob, refs);
+  stats->active_reads.fetch_sub(1);
   if (!s.ok()) {
     ++stats->read_errors;
     return fuse_reply_err(req, EIO);
@@ -463,11 +466,67 @@ core::Status LayerFs::Mount(const std::string& mountpoint) {
   return core::Status::Ok();
 }
 
+void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes) {
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag = true; }
+  } done{stats_.prefetch_done};
+  if (what == Prefetch::kNone) return;
+  const core::Toc& toc = impl_->toc;
+  // The prefetch list's contents first, then (kAll) everything in blob order.
+  std::vector<const core::ContentTable*> order;
+  std::unordered_map<const core::ContentTable*, bool> queued;
+  for (const std::string& path : toc.prefetch) {
+    const Entry* e = toc.manifest.Find(path);
+    const core::ContentTable* t = e != nullptr ? toc.Find(e->digest) : nullptr;
+    if (t != nullptr && !queued[t]) {
+      queued[t] = true;
+      order.push_back(t);
+    }
+  }
+  if (what == Prefetch::kAll) {
+    std::vector<const core::ContentTable*> rest;
+    for (const core::ContentTable& t : toc.contents)
+      if (!queued[&t]) rest.push_back(&t);
+    std::sort(rest.begin(), rest.end(),
+              [](const auto* a, const auto* b) { return a->chunks[0].blob_offset < b->chunks[0].blob_offset; });
+    order.insert(order.end(), rest.begin(), rest.end());
+  }
+  std::vector<core::ChunkRef> batch;
+  uint64_t batch_size = 0;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    // Behind on-demand reads: wait while any is in progress.
+    while (stats_.active_reads.load() > 0 && !stop_prefetch_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (stop_prefetch_) return;
+    core::Status s = impl_->store->Ensure(*impl_->blob, batch);
+    if (s.ok()) {
+      stats_.prefetched_chunks += batch.size();
+    } else {
+      ++stats_.prefetch_errors;
+    }
+    batch.clear();
+    batch_size = 0;
+  };
+  for (const core::ContentTable* t : order) {
+    for (size_t i = 0; i < t->chunks.size() && !stop_prefetch_; ++i) {
+      const core::ChunkLocation& c = t->chunks[i];
+      if (impl_->store->Has(c.digest)) continue;
+      batch.push_back(core::ChunkRef{c.digest, toc.ChunkRange(t->size, i).second, c.blob_offset, c.frame_size});
+      batch_size += c.frame_size;
+      if (batch_size >= batch_bytes) flush();
+    }
+    if (stop_prefetch_) return;
+  }
+  flush();
+}
+
 void LayerFs::Wait() {
   if (loop_.joinable()) loop_.join();
 }
 
 void LayerFs::Unmount() {
+  stop_prefetch_ = true;
   if (session_ == nullptr) return;
   fuse_session_exit(session_);
   fuse_session_unmount(session_);  // the kernel ends the connection; the loop returns

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ocix/core/oci_layout.h"
@@ -40,6 +41,8 @@ class ImageMount {
   void Unmount();
   // Blocks until every layer's session has ended (e.g. after `ocix umount`).
   void Wait();
+  // Starts background fetching (one thread per layer, top layer first).
+  void StartPrefetch(Prefetch what);
 
   const std::vector<std::unique_ptr<LayerFs>>& layers() const { return layers_; }
   const std::vector<std::string>& layer_dirs() const { return layer_dirs_; }
@@ -48,6 +51,7 @@ class ImageMount {
   ImageMount() = default;
   std::vector<std::unique_ptr<LayerFs>> layers_;
   std::vector<std::string> layer_dirs_;
+  std::vector<std::thread> prefetchers_;
   std::string mountpoint_;
   bool stacked_ = false;
 };

@@ -42,6 +42,16 @@ struct LayerFsOptions {
 
 struct LayerFsStats {
   std::atomic<uint64_t> reads{0}, read_bytes{0}, read_errors{0}, lookups{0};
+  std::atomic<uint64_t> prefetched_chunks{0}, prefetch_errors{0};
+  std::atomic<bool> prefetch_done{false};
+  std::atomic<int> active_reads{0};  // on-demand reads in progress (prefetch yields to them)
+};
+
+// What to fetch in the background after mounting.
+enum class Prefetch {
+  kNone,  // only what is read
+  kList,  // the TOC's prefetch list
+  kAll,   // the prefetch list, then every other chunk of the layer
 };
 
 class LayerFs {
@@ -61,6 +71,10 @@ class LayerFs {
   void Unmount();
   // Blocks until the session ends (unmounted from outside or Unmount()).
   void Wait();
+  // Fetches chunks in the background (see Prefetch) in batches of about
+  // batch_bytes, waiting while on-demand reads are in progress. Returns
+  // when done or when Unmount() is called; call it on a thread of your own.
+  void RunPrefetch(Prefetch what, uint64_t batch_bytes = 8u << 20);
 
   const LayerFsStats& stats() const { return stats_; }
   size_t inode_count() const;
@@ -76,6 +90,7 @@ class LayerFs {
   fuse_session* session_ = nullptr;
   std::string mountpoint_;
   std::thread loop_;
+  std::atomic<bool> stop_prefetch_{false};
 };
 
 }  // namespace ocix::fuse
