@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lazy mounts from a real registry, measured at the registry's side (a
 # counting proxy in front of docker-registry):
+#  - the python3 image mounted from the registry equals its original rootfs;
 #  - `python3 -c 'import json'` on a mounted python3 image fetches only a
 #    small fraction of the layer;
 #  - a registry serving a flipped byte: the read fails with EIO, nothing is
@@ -159,5 +160,9 @@ total_b=$(jq '[.contents[] | .chunks[] | .[1]] | add' py-toc.json)
 log "B fetched $b_fetched chunk bytes (registry served $((b1 - b0))); chunks A lacked: $expected of $total_b"
 echo "dedup_b_fetched=$b_fetched expected=$expected total_b=$total_b registry=$((b1 - b0))" >>"$TEST_TMP/figures.txt"
 [[ $b_fetched == "$expected" ]] || fail "B fetched $b_fetched bytes of chunks, expected exactly $expected"
+log "the python3 image mounted from the registry equals its original rootfs (every path, every byte)"
+"$OCIX" manifest "$TEST_TMP/src:python3" flat.ocix
+"$OCIX" inspect --json flat.ocix >flat.json
+/usr/bin/python3 "$INTEGRATION_LIB/compare_tree.py" flat.json "$TEST_TMP/mntB" || fail "the mounted python3 tree differs"
 cat "$TEST_TMP/figures.txt"
 echo "lazy_registry_test: PASS"

@@ -52,4 +52,19 @@ sleep 0.5
 if grep -q "$TEST_TMP" /proc/mounts; then fail "mounts left behind: $(grep "$TEST_TMP" /proc/mounts)"; fi
 [[ -z $(ls -A "$state" | grep -v '\.log$' || true) ]] || fail "state left behind"
 
+log "a layer whose TOC is damaged fails the mount with a clear error"
+cp -a dst broken
+bmd=$(jq -r '.manifests[0].digest' broken/index.json)
+blayer=$(jq -r '.layers[0].digest' "broken/blobs/sha256/${bmd#sha256:}")
+toc_off=$(jq -r '.layers[0].annotations["containerd.io/snapshot/ocix/toc.offset"]' "broken/blobs/sha256/${bmd#sha256:}")
+python3 - "broken/blobs/sha256/${blayer#sha256:}" "$((toc_off + 5))" <<'PY'
+import sys
+path, off = sys.argv[1], int(sys.argv[2])
+with open(path, "r+b") as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0xff]))
+PY
+if "$OCIX" mount --cache "$cache" --state-dir "$state" oci:broken:t "$mnt" 2>err.txt; then fail "mounted a broken TOC"; fi
+grep -q "TOC digest mismatch" err.txt || fail "unclear error for a broken TOC: $(cat err.txt)"
+if grep -q " $mnt " /proc/mounts; then fail "a failed mount left $mnt mounted"; fi
+
 echo "mount_test: PASS"
