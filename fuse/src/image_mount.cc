@@ -46,13 +46,23 @@ core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLa
     LayerFsOptions o = options;
     o.fsname = "ocix-" + layers[i].descriptor.digest.substr(7, 12);
     // Implied directories take their attributes from the nearest layer
-    // below that lists the path (a whiteout or file there means none).
+    // below that lists the path, unless something in between hides it: a
+    // whiteout or non-directory at an ancestor, or an opaque ancestor.
     ImageMount* self = m.get();
     o.lower_dir = [self, i](std::string_view path) -> const core::Entry* {
       for (size_t j = i; j-- > 0;) {
-        if (const core::Entry* e = self->layers_[j]->manifest().Find(path)) {
+        const core::Manifest& lm = self->layers_[j]->manifest();
+        bool opaque_above = false;
+        for (std::string_view a = core::ParentPath(path); !a.empty(); a = core::ParentPath(a)) {
+          const core::Entry* e = lm.Find(a);
+          if (e == nullptr) continue;
+          if (e->type != core::FileType::kDirectory) return nullptr;  // whiteout or file: hidden
+          opaque_above = opaque_above || e->opaque;
+        }
+        if (const core::Entry* e = lm.Find(path)) {
           return e->type == core::FileType::kDirectory ? e : nullptr;
         }
+        if (opaque_above) return nullptr;  // nothing below this layer shows through
       }
       return nullptr;
     };

@@ -457,6 +457,7 @@ core::Status LayerFs::Mount(const std::string& mountpoint) {
     return core::IoError("FUSE mount at " + mountpoint + " failed");
   }
   mountpoint_ = mountpoint;
+  stop_prefetch_ = false;  // a remount may prefetch again
   loop_ = std::thread([this] {
     struct fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(cfg, impl_->opts.max_threads);
