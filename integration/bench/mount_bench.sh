@@ -58,7 +58,7 @@ for ((i = 0; i < 600; i++)); do
   [[ $("$ocix" cache stats --json --cache "$t/cache" --state-dir "$state" | jq .prefetch_pending) == 0 ]] && break
   sleep 0.5
 done
-(cd "$t/native" && find . -type f -size +1M -printf '%s %p\n' | sort -rn | head -n 20 | cut -d' ' -f2-) >big.txt
+(cd "$t/native" && find . -type f -size +1M -printf '%s %p\n' | sort -rn | head -n 20 | cut -d" " -f2-) >"$t/big.txt"
 big_bytes=$(cd "$t/native" && xargs -a "$t/big.txt" -d '\n' stat -c %s | awk '{s += $1} END {print s}')
 t_read_ocix=$(median "cd '$t/mnt' && xargs -a '$t/big.txt' -d '\n' cat")
 t_read_native=$(median "cd '$t/native' && xargs -a '$t/big.txt' -d '\n' cat")
