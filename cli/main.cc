@@ -367,6 +367,11 @@ int main(int argc, char** argv) {
                    "background fetching: none, list (the image's prefetch list) or all (list, then the rest)")
       ->check(CLI::IsMember({"none", "list", "all"}))
       ->capture_default_str();
+  mount
+      ->add_option("--prefetch-parallel", mount_opts.prefetch_parallel,
+                   "prefetch batches fetching at once (always behind on-demand reads)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   mount_registry.AddTo(mount);
   int fetch_attempts = 4;
   double fetch_timeout_s = 10;

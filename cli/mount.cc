@@ -114,7 +114,8 @@ Status Serve(const MountOptions& o, const std::string& state, int ready_fd) {
   OCIX_ASSIGN_OR_RETURN(auto mount, fuse::ImageMount::Create(std::move(layers), *store, state, o.mountpoint));
   mount->StartPrefetch(o.prefetch == "none"   ? fuse::Prefetch::kNone
                        : o.prefetch == "list" ? fuse::Prefetch::kList
-                                              : fuse::Prefetch::kAll);
+                                              : fuse::Prefetch::kAll,
+                       o.prefetch_parallel);
   json info = {{"mountpoint", fs::canonical(o.mountpoint).string()},
                {"image", o.image},
                {"pid", getpid()},

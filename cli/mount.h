@@ -13,6 +13,7 @@ struct MountOptions {
   std::string state_dir = "/run/ocix/mounts";
   bool foreground = false;
   std::string prefetch = "all";  // none | list | all
+  int prefetch_parallel = 2;     // batches in flight across layers
   core::RegistryOptions registry;
 };
 

@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 
@@ -91,11 +92,13 @@ core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLa
   return m;
 }
 
-void ImageMount::StartPrefetch(Prefetch what) {
-  if (what == Prefetch::kNone) return;
+void ImageMount::StartPrefetch(Prefetch what, int max_in_flight) {
+  if (what == Prefetch::kNone || !prefetchers_.empty()) return;
+  prefetch_slots_ = std::make_unique<std::counting_semaphore<>>(std::max(1, max_in_flight));
   for (size_t i = layers_.size(); i-- > 0;) {
     LayerFs* fs = layers_[i].get();
-    prefetchers_.emplace_back([fs, what] { fs->RunPrefetch(what); });
+    std::counting_semaphore<>* slots = prefetch_slots_.get();
+    prefetchers_.emplace_back([fs, what, slots] { fs->RunPrefetch(what, 8u << 20, slots); });
   }
 }
 

@@ -467,7 +467,7 @@ core::Status LayerFs::Mount(const std::string& mountpoint) {
   return core::Status::Ok();
 }
 
-void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes) {
+void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes, std::counting_semaphore<>* slots) {
   struct Done {
     std::atomic<bool>& flag;
     ~Done() { flag = true; }
@@ -500,7 +500,9 @@ void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes) {
     // Behind on-demand reads: wait while any is in progress.
     while (stats_.active_reads.load() > 0 && !stop_prefetch_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (stop_prefetch_) return;
+    if (slots) slots->acquire();
     core::Status s = impl_->store->Ensure(*impl_->blob, batch);
+    if (slots) slots->release();
     if (s.ok()) {
       stats_.prefetched_chunks += batch.size();
     } else {

@@ -41,8 +41,9 @@ class ImageMount {
   void Unmount();
   // Blocks until every layer's session has ended (e.g. after `ocix umount`).
   void Wait();
-  // Starts background fetching (one thread per layer, top layer first).
-  void StartPrefetch(Prefetch what);
+  // Starts background fetching (a thread per layer, top layer first), with
+  // at most max_in_flight batches fetching at once across the layers.
+  void StartPrefetch(Prefetch what, int max_in_flight = 2);
 
   const std::vector<std::unique_ptr<LayerFs>>& layers() const { return layers_; }
   const std::vector<std::string>& layer_dirs() const { return layer_dirs_; }
@@ -52,6 +53,7 @@ class ImageMount {
   std::vector<std::unique_ptr<LayerFs>> layers_;
   std::vector<std::string> layer_dirs_;
   std::vector<std::thread> prefetchers_;
+  std::unique_ptr<std::counting_semaphore<>> prefetch_slots_;
   std::string mountpoint_;
   bool stacked_ = false;
 };

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <semaphore>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -74,7 +75,9 @@ class LayerFs {
   // Fetches chunks in the background (see Prefetch) in batches of about
   // batch_bytes, waiting while on-demand reads are in progress. Returns
   // when done or when Unmount() is called; call it on a thread of your own.
-  void RunPrefetch(Prefetch what, uint64_t batch_bytes = 8u << 20);
+  // `slots` (optional, shared by the layers of a node or image) bounds how
+  // many prefetch batches are in flight at once.
+  void RunPrefetch(Prefetch what, uint64_t batch_bytes = 8u << 20, std::counting_semaphore<>* slots = nullptr);
 
   const LayerFsStats& stats() const { return stats_; }
   size_t inode_count() const;
