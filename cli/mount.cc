@@ -60,9 +60,10 @@ Result<json> ReadJson(const std::string& path) {
 json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
   const StoreStats s = store.stats();
   uint64_t reads = 0, read_bytes = 0, read_errors = 0;
-  uint64_t prefetched = 0, prefetch_pending = 0;
+  uint64_t prefetched = 0, prefetch_pending = 0, prefetch_errors = 0;
   for (const auto& l : m.layers()) {
     prefetched += l->stats().prefetched_chunks;
+    prefetch_errors += l->stats().prefetch_errors;
     prefetch_pending += l->stats().prefetch_done ? 0 : 1;
     reads += l->stats().reads;
     read_bytes += l->stats().read_bytes;
@@ -79,7 +80,8 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
           {"read_bytes", read_bytes},
           {"read_errors", read_errors},
           {"prefetched_chunks", prefetched},
-          {"prefetch_pending", prefetch_pending}};
+          {"prefetch_pending", prefetch_pending},
+          {"prefetch_errors", prefetch_errors}};
 }
 
 // Resolves the image and opens a blob reader per layer (bottom first).
@@ -180,6 +182,7 @@ int RunMount(const MountOptions& o) {
     int log = ::open((*state + ".log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
     if (log >= 0) ::dup2(log, STDOUT_FILENO);
+    if (log >= 0) ::dup2(log, STDERR_FILENO);
     Status s = Serve(o, *state, pipefd[1]);
     if (!s.ok()) {
       const std::string msg = s.ToString();

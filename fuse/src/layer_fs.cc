@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -507,6 +508,7 @@ void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes, std::counting_sem
       stats_.prefetched_chunks += batch.size();
     } else {
       ++stats_.prefetch_errors;
+      std::fprintf(stderr, "ocix: prefetch batch of %zu chunks: %s\n", batch.size(), s.ToString().c_str());
     }
     batch.clear();
     batch_size = 0;

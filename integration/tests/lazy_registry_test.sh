@@ -73,6 +73,22 @@ toc_of python3 py-toc.json
 toc_of minbase mb-toc.json
 py_layer_bytes=$(stat -c %s python3.blob)
 stats() { "$OCIX" cache stats --json --cache "$1" --state-dir "$state" | jq -r ".$2"; }
+wait_prefetch() { # CACHE: until its one live mount has no prefetching left (bounded)
+  local i
+  for ((i = 0; i < 600; i++)); do
+    sleep 0.5
+    [[ $(stats "$1" mounts) == 1 && $(stats "$1" prefetch_pending) == 0 ]] && return 0
+  done
+  fail "prefetch did not finish"
+}
+wait_gone() { # until no mount state is left (the serving process has exited)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [[ -z $(find "$state" -mindepth 1 -maxdepth 1 -type d) ]] && return 0
+    sleep 0.1
+  done
+  fail "a serving process did not exit"
+}
 
 log "mount python3 lazily (cold cache) and run python3 -c 'import json'"
 b0=$(proxy_bytes)
@@ -129,22 +145,16 @@ chroot "$TEST_TMP/mnt" /usr/bin/python3 -c 'import json' || fail "cached files s
 proxy_start
 cat "$TEST_TMP/mnt$other" >/dev/null || fail "the read did not succeed once the registry was back"
 "$OCIX" umount --state-dir "$state" "$TEST_TMP/mnt"
+wait_gone
 
 log "dedup: read all of minbase, then all of python3, with one fresh cache (background prefetch of all)"
-wait_prefetch() { # CACHE: until no mount on it has prefetching left (bounded)
-  local i
-  for ((i = 0; i < 600; i++)); do
-    sleep 0.5
-    [[ $(stats "$1" prefetch_pending) == 0 ]] && return 0
-  done
-  fail "prefetch did not finish"
-}
 "$OCIX" mount --cache "$TEST_TMP/cache2" --state-dir "$state" --prefetch all "$via/minbase:ocix" "$TEST_TMP/mntA" >/dev/null
 wait_prefetch "$TEST_TMP/cache2"
 find "$TEST_TMP/mntA" -type f -print0 | xargs -0 -r cat >/dev/null
 sleep 1.2
 a_fetched=$(stats "$TEST_TMP/cache2" fetched_bytes)
 "$OCIX" umount --state-dir "$state" "$TEST_TMP/mntA"
+wait_gone
 b0=$(proxy_bytes)
 "$OCIX" mount --cache "$TEST_TMP/cache2" --state-dir "$state" --prefetch all "$via/python3:ocix" "$TEST_TMP/mntB" >/dev/null
 wait_prefetch "$TEST_TMP/cache2"
@@ -152,6 +162,7 @@ find "$TEST_TMP/mntB" -type f -print0 | xargs -0 -r cat >/dev/null
 b1=$(proxy_bytes)
 sleep 1.2
 b_fetched=$(stats "$TEST_TMP/cache2" fetched_bytes)  # this mount's own counters
+"$OCIX" cache stats --json --cache "$TEST_TMP/cache2" --state-dir "$state" >b-stats.json
 # What B should need: the frames of its chunks whose content A did not have.
 expected=$(jq -n --slurpfile a mb-toc.json --slurpfile b py-toc.json '
   ([$a[0].contents[] | .chunks[] | .[2]] | map({(.): true}) | add) as $have
@@ -159,7 +170,7 @@ expected=$(jq -n --slurpfile a mb-toc.json --slurpfile b py-toc.json '
 total_b=$(jq '[.contents[] | .chunks[] | .[1]] | add' py-toc.json)
 log "B fetched $b_fetched chunk bytes (registry served $((b1 - b0))); chunks A lacked: $expected of $total_b"
 echo "dedup_b_fetched=$b_fetched expected=$expected total_b=$total_b registry=$((b1 - b0))" >>"$TEST_TMP/figures.txt"
-[[ $b_fetched == "$expected" ]] || fail "B fetched $b_fetched bytes of chunks, expected exactly $expected"
+[[ $b_fetched == "$expected" ]] || fail "B fetched $b_fetched bytes of chunks, expected exactly $expected: $(jq -c . b-stats.json)"
 log "the python3 image mounted from the registry equals its original rootfs (every path, every byte)"
 "$OCIX" manifest "$TEST_TMP/src:python3" flat.ocix
 "$OCIX" inspect --json flat.ocix >flat.json

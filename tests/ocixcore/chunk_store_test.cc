@@ -431,6 +431,26 @@ TEST(ChunkStore, OpenRemovesLeftoverTempFilesAndNeverServesThem) {
   EXPECT_EQ(ReadFile(store->PathOf(r.digest)), b.contents[0]);
 }
 
+// Regression test for a fixed bug: every Open removed every temp file, so a
+// second process opening the shared cache (another mount, `ocix cache stats`)
+// deleted the writes in flight of the first, whose renames then failed.
+// Only temp files of writers that are gone are leftovers now.
+TEST(ChunkStore, OpenKeepsTempFilesOfLiveWriters) {
+  TempDir dir;
+  ASSERT_TRUE(OpenStore(dir.dir()));
+  fs::create_directories(dir.Path("chunks/ab"));
+  const std::string hex(64, 'a');
+  // pid 1 always runs; a pid that cannot exist stands for a crashed writer.
+  const std::string live = dir.Path("chunks/ab/.tmp-1-" + hex + "-Ab12Cd");
+  const std::string dead = dir.Path("chunks/ab/.tmp-2147483646-" + hex + "-Ef34Gh");
+  WriteFile(live, "in flight");
+  WriteFile(dead, "left behind");
+  auto store = OpenStore(dir.dir());
+  ASSERT_TRUE(store);
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_FALSE(fs::exists(dead));
+}
+
 TEST(ChunkStore, OpenChunkChecksSizeAndDropsDamagedEntries) {
   TempDir dir;
   TestBlob b = MakeBlob({3000, 2000});

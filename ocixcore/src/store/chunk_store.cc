@@ -1,6 +1,7 @@
 #include "ocix/core/store/chunk_store.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -27,6 +28,22 @@ constexpr std::string_view kTempPrefix = ".tmp-";
 std::string ShardName(unsigned i) {
   static constexpr char kHex[] = "0123456789abcdef";
   return {kHex[(i >> 4) & 0xf], kHex[i & 0xf]};
+}
+
+// ".tmp-<pid>-..." of a process that still runs (and is not this one: a
+// store opened here has no writes in flight yet). Old or odd names count as
+// dead writers.
+bool WriterAlive(std::string_view name) {
+  std::string_view rest = name.substr(kTempPrefix.size());
+  const size_t dash = rest.find('-');
+  if (dash == std::string_view::npos || dash == 0 || dash > 10) return false;
+  pid_t pid = 0;
+  for (char c : rest.substr(0, dash)) {
+    if (c < '0' || c > '9') return false;
+    pid = pid * 10 + (c - '0');
+  }
+  if (pid <= 0 || pid == ::getpid()) return false;
+  return ::kill(pid, 0) == 0 || errno == EPERM;
 }
 
 // A final entry name: 64 lowercase hex digits starting with the shard's two.
@@ -115,7 +132,9 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (name.starts_with(kTempPrefix)) {
-        leftovers.push_back(it->path());
+        // Another process sharing the cache may be writing this one right
+        // now: only a dead writer's temp files are leftovers.
+        if (!WriterAlive(name)) leftovers.push_back(it->path());
         continue;
       }
       std::error_code fec;
@@ -128,7 +147,9 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
     if (ec) return IoError("chunk store: list " + dir.string() + ": " + ec.message());
     for (const fs::path& p : leftovers) {
       fs::remove(p, ec);
-      if (ec) return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
+      // Gone already: its writer renamed or removed it meanwhile.
+      if (ec && ec != std::errc::no_such_file_or_directory)
+        return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
     }
   }
   std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
@@ -318,8 +339,10 @@ Status ChunkStore::VerifyAndStore(const ChunkRef& ref, std::string_view frame) {
 
 Status ChunkStore::WriteEntry(const ChunkRef& ref, std::span<const uint8_t> data) {
   const std::string final_path = PathOf(ref.digest);
+  // The writer's pid is in the name so Open in another process can tell a
+  // write in progress from a crashed one's leftover.
   std::string tmp = final_path.substr(0, final_path.size() - 2 * kDigestSize) + std::string(kTempPrefix) +
-                    ref.digest.Hex() + "-XXXXXX";
+                    std::to_string(::getpid()) + "-" + ref.digest.Hex() + "-XXXXXX";
   const std::string template_path = tmp;
   UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (!fd.valid() && errno == ENOENT) {  // the shard's first entry
