@@ -451,6 +451,8 @@ core::Status LayerFs::Mount(const std::string& mountpoint) {
   for (std::string& a : argv_s) argv.push_back(a.data());
   struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   session_ = fuse_session_new(&args, &kOps, sizeof kOps, impl_.get());
+  // libfuse may have copied the arguments into memory of its own.
+  fuse_opt_free_args(&args);
   if (session_ == nullptr) return core::Internal("fuse_session_new failed");
   if (fuse_session_mount(session_, mountpoint.c_str()) != 0) {
     fuse_session_destroy(session_);
