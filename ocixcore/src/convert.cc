@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ocix/core/convert.h"
+#include "ocix/core/oci_json.h"
 #include "ocix/core/sha256.h"
 
 namespace ocix::core {
@@ -27,56 +28,11 @@ constexpr std::string_view kMediaDockerManifest = "application/vnd.docker.distri
 constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
 constexpr size_t kMaxJson = 4u << 20;
 
-Result<json> ParseObject(std::string_view text, std::string_view what) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Corruption(std::string(what) + ": not a JSON object");
-  return j;
-}
-
-json DescriptorJson(const Descriptor& d) {
-  json j = {{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
-  if (!d.annotations.empty()) j["annotations"] = d.annotations;
-  if (d.platform) {
-    json p = {{"os", d.platform->os}, {"architecture", d.platform->architecture}};
-    if (!d.platform->variant.empty()) p["variant"] = d.platform->variant;
-    j["platform"] = p;
-  }
-  return j;
-}
-
 Descriptor DescribeJson(std::string_view media_type, const std::string& body) {
   Descriptor d;
   d.media_type = media_type;
   d.digest = Sha256::OciDigest(body);
   d.size = static_cast<int64_t>(body.size());
-  return d;
-}
-
-Result<Descriptor> DescriptorFrom(const json& j, std::string_view what) {
-  if (!j.is_object()) return Corruption(std::string(what) + ": descriptor is not an object");
-  Descriptor d;
-  auto str = [&](const char* k) {
-    auto it = j.find(k);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-  };
-  d.media_type = str("mediaType");
-  d.digest = str("digest");
-  if (d.digest.size() != 71 || d.digest.compare(0, 7, "sha256:") != 0 || !Digest::FromHex(d.digest.substr(7)))
-    return Corruption(std::string(what) + ": bad digest \"" + d.digest.substr(0, 80) + "\"");
-  auto size = j.find("size");
-  if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
-    return Corruption(std::string(what) + ": bad size");
-  d.size = size->get<int64_t>();
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object())
-    for (const auto& [k, v] : a->items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  if (auto p = j.find("platform"); p != j.end() && p->is_object()) {
-    Platform pl;
-    pl.os = p->value("os", "");
-    pl.architecture = p->value("architecture", "");
-    pl.variant = p->value("variant", "");
-    d.platform = pl;
-  }
   return d;
 }
 
@@ -103,12 +59,12 @@ class LayoutSource final : public ImageSource {
     std::ifstream in(layout_.dir() + "/index.json", std::ios::binary);
     if (!in) return NotFound("no index.json in " + layout_.dir());
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    OCIX_ASSIGN_OR_RETURN(json index, ParseObject(text, layout_.dir() + "/index.json"));
+    OCIX_ASSIGN_OR_RETURN(json index, ParseJsonObject(text, layout_.dir() + "/index.json"));
     auto ms = index.find("manifests");
     if (ms == index.end() || !ms->is_array()) return Corruption(layout_.dir() + "/index.json has no manifests");
     std::vector<Descriptor> matches;
     for (const json& m : *ms) {
-      OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFrom(m, "index.json"));
+      OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson(m, "index.json"));
       auto name = d.annotations.find(std::string(kRefName));
       if (tag_.empty() || (name != d.annotations.end() && name->second == tag_)) matches.push_back(std::move(d));
     }
@@ -175,7 +131,7 @@ class LayoutSink final : public ImageSink {
     OCIX_RETURN_IF_ERROR(PutBlob(d, data));
     std::ifstream in(ref_.dir + "/index.json", std::ios::binary);
     std::string text((std::istreambuf_iterator<char>(in)), {});
-    OCIX_ASSIGN_OR_RETURN(json index, ParseObject(text, ref_.dir + "/index.json"));
+    OCIX_ASSIGN_OR_RETURN(json index, ParseJsonObject(text, ref_.dir + "/index.json"));
     json kept = json::array();
     if (auto ms = index.find("manifests"); ms != index.end() && ms->is_array()) {
       for (const json& m : *ms) {
@@ -186,7 +142,7 @@ class LayoutSink final : public ImageSink {
     }
     Descriptor named = d;
     if (!ref_.tag.empty()) named.annotations[std::string(kRefName)] = ref_.tag;
-    kept.push_back(DescriptorJson(named));
+    kept.push_back(DescriptorToJson(named));
     index["schemaVersion"] = 2;
     index["manifests"] = kept;
     return WriteFileAtomic(ref_.dir + "/index.json", index.dump());
@@ -207,7 +163,7 @@ class Converter {
   Result<ConvertImageResult> Run() {
     OCIX_ASSIGN_OR_RETURN(auto root, src_.Root());
     auto& [desc, body] = root;
-    OCIX_ASSIGN_OR_RETURN(json j, ParseObject(body, "root " + desc.digest));
+    OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(body, "root " + desc.digest));
     std::string mt = desc.media_type.empty() ? j.value("mediaType", "") : desc.media_type;
     if (mt.empty()) mt = j.contains("manifests") ? kMediaIndex : kMediaManifest;
     ConvertImageResult result;
@@ -234,14 +190,14 @@ class Converter {
     if (ms == index.end() || !ms->is_array()) return Corruption("index " + desc.digest + " has no manifests");
     json out_manifests = json::array();
     for (const json& m : *ms) {
-      OCIX_ASSIGN_OR_RETURN(Descriptor child, DescriptorFrom(m, "index " + desc.digest));
+      OCIX_ASSIGN_OR_RETURN(Descriptor child, DescriptorFromJson(m, "index " + desc.digest));
       if (opts_.platform && child.platform && !child.platform->Satisfies(*opts_.platform)) continue;
       if (IsIndex(child.media_type)) return Unimplemented("nested image indexes");
       OCIX_ASSIGN_OR_RETURN(std::string body, src_.ReadBlob(child, kMaxJson));
       OCIX_ASSIGN_OR_RETURN(Descriptor converted, ConvertManifest(child, body));
       converted.platform = child.platform;
       converted.annotations = child.annotations;
-      out_manifests.push_back(DescriptorJson(converted));
+      out_manifests.push_back(DescriptorToJson(converted));
     }
     if (out_manifests.empty()) return NotFound("no manifest in the index matches the platform");
     json out = {{"schemaVersion", 2}, {"mediaType", kMediaIndex}, {"manifests", out_manifests}};
@@ -253,16 +209,16 @@ class Converter {
   }
 
   Result<Descriptor> ConvertManifest(const Descriptor& desc, const std::string& body) {
-    OCIX_ASSIGN_OR_RETURN(json m, ParseObject(body, "manifest " + desc.digest));
+    OCIX_ASSIGN_OR_RETURN(json m, ParseJsonObject(body, "manifest " + desc.digest));
     const std::string mt =
         desc.media_type.empty() ? m.value("mediaType", std::string(kMediaManifest)) : desc.media_type;
     if (mt != kMediaManifest && mt != kMediaDockerManifest)
       return InvalidArgument("manifest " + desc.digest + ": unsupported media type \"" + mt + "\"");
     auto cfg_it = m.find("config");
     if (cfg_it == m.end()) return Corruption("manifest " + desc.digest + " has no config");
-    OCIX_ASSIGN_OR_RETURN(Descriptor cfg_desc, DescriptorFrom(*cfg_it, "config"));
+    OCIX_ASSIGN_OR_RETURN(Descriptor cfg_desc, DescriptorFromJson(*cfg_it, "config"));
     OCIX_ASSIGN_OR_RETURN(std::string cfg_body, src_.ReadBlob(cfg_desc, kMaxJson));
-    OCIX_ASSIGN_OR_RETURN(json cfg, ParseObject(cfg_body, "config " + cfg_desc.digest));
+    OCIX_ASSIGN_OR_RETURN(json cfg, ParseJsonObject(cfg_body, "config " + cfg_desc.digest));
     auto layers_it = m.find("layers");
     if (layers_it == m.end() || !layers_it->is_array()) return Corruption("manifest " + desc.digest + " has no layers");
 
@@ -273,7 +229,7 @@ class Converter {
                             : json::array();
     if (opts_.flatten) {
       OCIX_ASSIGN_OR_RETURN(auto converted, Flatten(*layers_it));
-      new_layers.push_back(DescriptorJson(converted.first));
+      new_layers.push_back(DescriptorToJson(converted.first));
       diff_ids.push_back(converted.second);
       // History must list one non-empty layer per layer; there is one now.
       json created = cfg.value("created", json());
@@ -282,9 +238,9 @@ class Converter {
     } else {
       size_t i = 0;
       for (const json& l : *layers_it) {
-        OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFrom(l, "layer"));
+        OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFromJson(l, "layer"));
         OCIX_ASSIGN_OR_RETURN(auto converted, ConvertOneLayer(ld, i, layers_it->size(), old_diff_ids));
-        new_layers.push_back(DescriptorJson(converted.first));
+        new_layers.push_back(DescriptorToJson(converted.first));
         diff_ids.push_back(converted.second);
         ++i;
       }
@@ -298,7 +254,7 @@ class Converter {
 
     json out = {{"schemaVersion", 2},
                 {"mediaType", kMediaManifest},
-                {"config", DescriptorJson(new_cfg_desc)},
+                {"config", DescriptorToJson(new_cfg_desc)},
                 {"layers", new_layers}};
     if (auto a = m.find("annotations"); a != m.end() && a->is_object()) out["annotations"] = *a;
     last_manifest_ = out.dump();
@@ -315,7 +271,7 @@ class Converter {
         if (b.temporary) std::remove(b.path.c_str());
     };
     for (const json& l : layers) {
-      auto ld = DescriptorFrom(l, "layer");
+      auto ld = DescriptorFromJson(l, "layer");
       if (!ld.ok()) {
         cleanup();
         return ld.status();

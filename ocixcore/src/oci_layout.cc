@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "ocix/core/oci_json.h"
 #include "ocix/core/sha256.h"
 
 namespace ocix::core {
@@ -22,50 +23,6 @@ constexpr std::string_view kRefName = "org.opencontainers.image.ref.name";
 // Index and manifest JSON are small; bound what we read of them.
 constexpr size_t kMaxJsonBlob = 4u << 20;
 
-bool ValidDigest(std::string_view d) {
-  if (d.substr(0, 7) != "sha256:" || d.size() != 7 + 64) return false;
-  for (char c : d.substr(7))
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
-Result<json> ParseJson(std::string_view text, std::string_view what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Corruption(std::string(what) + ": not valid JSON");
-  if (!j.is_object()) return Corruption(std::string(what) + ": not a JSON object");
-  return j;
-}
-
-std::string StringField(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-Result<Descriptor> ParseDescriptor(const json& j, std::string_view what) {
-  if (!j.is_object()) return Corruption(std::string(what) + ": descriptor is not an object");
-  Descriptor d;
-  d.media_type = StringField(j, "mediaType");
-  d.digest = StringField(j, "digest");
-  if (!ValidDigest(d.digest)) return Corruption(std::string(what) + ": bad or unsupported digest \"" + d.digest + "\"");
-  auto size = j.find("size");
-  if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
-    return Corruption(std::string(what) + ": descriptor without a valid size");
-  d.size = size->get<int64_t>();
-  if (auto p = j.find("platform"); p != j.end()) {
-    if (!p->is_object()) return Corruption(std::string(what) + ": platform is not an object");
-    Platform pl;
-    pl.os = StringField(*p, "os");
-    pl.architecture = StringField(*p, "architecture");
-    pl.variant = StringField(*p, "variant");
-    d.platform = std::move(pl);
-  }
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object()) {
-    for (const auto& [k, v] : a->items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  }
-  return d;
-}
-
 Result<std::string> ReadFile(const std::string& path, size_t max_size) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("cannot open " + path);
@@ -81,6 +38,62 @@ Result<std::string> ReadFile(const std::string& path, size_t max_size) {
 }
 
 }  // namespace
+
+bool IsSha256Digest(std::string_view d) {
+  if (d.size() != 7 + 64 || d.substr(0, 7) != "sha256:") return false;
+  for (char c : d.substr(7))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+Result<json> ParseJsonObject(std::string_view text, std::string_view what) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Corruption(std::string(what) + ": not valid JSON");
+  if (!j.is_object()) return Corruption(std::string(what) + ": not a JSON object");
+  return j;
+}
+
+std::string JsonString(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+Result<Descriptor> DescriptorFromJson(const json& j, std::string_view what) {
+  if (!j.is_object()) return Corruption(std::string(what) + ": descriptor is not an object");
+  Descriptor d;
+  d.media_type = JsonString(j, "mediaType");
+  d.digest = JsonString(j, "digest");
+  if (!IsSha256Digest(d.digest))
+    return Corruption(std::string(what) + ": bad or unsupported digest \"" + d.digest.substr(0, 80) + "\"");
+  auto size = j.find("size");
+  if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
+    return Corruption(std::string(what) + ": descriptor without a valid size");
+  d.size = size->get<int64_t>();
+  if (auto p = j.find("platform"); p != j.end()) {
+    if (!p->is_object()) return Corruption(std::string(what) + ": platform is not an object");
+    Platform pl;
+    pl.os = JsonString(*p, "os");
+    pl.architecture = JsonString(*p, "architecture");
+    pl.variant = JsonString(*p, "variant");
+    d.platform = std::move(pl);
+  }
+  if (auto a = j.find("annotations"); a != j.end() && a->is_object()) {
+    for (const auto& [k, v] : a->items())
+      if (v.is_string()) d.annotations[k] = v.get<std::string>();
+  }
+  return d;
+}
+
+json DescriptorToJson(const Descriptor& d) {
+  json j = {{"mediaType", d.media_type}, {"digest", d.digest}, {"size", d.size}};
+  if (!d.annotations.empty()) j["annotations"] = d.annotations;
+  if (d.platform) {
+    json p = {{"os", d.platform->os}, {"architecture", d.platform->architecture}};
+    if (!d.platform->variant.empty()) p["variant"] = d.platform->variant;
+    j["platform"] = p;
+  }
+  return j;
+}
 
 Platform Platform::Host() {
   Platform p;
@@ -149,8 +162,8 @@ bool IsTarLayerMediaType(std::string_view mt) {
 
 Result<OciLayout> OciLayout::Open(std::string dir) {
   OCIX_ASSIGN_OR_RETURN(std::string layout, ReadFile(dir + "/oci-layout", 4096));
-  OCIX_ASSIGN_OR_RETURN(json j, ParseJson(layout, dir + "/oci-layout"));
-  if (StringField(j, "imageLayoutVersion").empty()) return Corruption(dir + "/oci-layout: no imageLayoutVersion");
+  OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(layout, dir + "/oci-layout"));
+  if (JsonString(j, "imageLayoutVersion").empty()) return Corruption(dir + "/oci-layout: no imageLayoutVersion");
   return OciLayout(std::move(dir));
 }
 
@@ -172,14 +185,14 @@ Result<std::string> OciLayout::ReadBlob(const Descriptor& d, size_t max_size) co
 Result<ImageManifest> OciLayout::ResolveDescriptor(const Descriptor& d, const Platform& platform, int depth) const {
   if (depth > 4) return Corruption("image indexes nested too deeply");
   OCIX_ASSIGN_OR_RETURN(std::string text, ReadBlob(d, kMaxJsonBlob));
-  OCIX_ASSIGN_OR_RETURN(json j, ParseJson(text, "blob " + d.digest));
-  std::string mt = d.media_type.empty() ? StringField(j, "mediaType") : d.media_type;
+  OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(text, "blob " + d.digest));
+  std::string mt = d.media_type.empty() ? JsonString(j, "mediaType") : d.media_type;
   if (mt.empty()) mt = j.contains("manifests") ? kMediaIndex : kMediaManifest;
   if (mt == kMediaIndex || mt == kMediaDockerList) {
     auto ms = j.find("manifests");
     if (ms == j.end() || !ms->is_array()) return Corruption("index " + d.digest + " has no manifests");
     for (const json& m : *ms) {
-      OCIX_ASSIGN_OR_RETURN(Descriptor child, ParseDescriptor(m, "index " + d.digest));
+      OCIX_ASSIGN_OR_RETURN(Descriptor child, DescriptorFromJson(m, "index " + d.digest));
       // An entry without a platform is taken to fit any.
       if (child.platform && !child.platform->Satisfies(platform)) continue;
       return ResolveDescriptor(child, platform, depth + 1);
@@ -192,11 +205,11 @@ Result<ImageManifest> OciLayout::ResolveDescriptor(const Descriptor& d, const Pl
   im.digest = d.digest;
   auto config = j.find("config");
   if (config == j.end()) return Corruption("manifest " + d.digest + " has no config");
-  OCIX_ASSIGN_OR_RETURN(im.config, ParseDescriptor(*config, "manifest " + d.digest + " config"));
+  OCIX_ASSIGN_OR_RETURN(im.config, DescriptorFromJson(*config, "manifest " + d.digest + " config"));
   auto layers = j.find("layers");
   if (layers == j.end() || !layers->is_array()) return Corruption("manifest " + d.digest + " has no layers");
   for (const json& l : *layers) {
-    OCIX_ASSIGN_OR_RETURN(Descriptor ld, ParseDescriptor(l, "manifest " + d.digest + " layer"));
+    OCIX_ASSIGN_OR_RETURN(Descriptor ld, DescriptorFromJson(l, "manifest " + d.digest + " layer"));
     im.layers.push_back(std::move(ld));
   }
   return im;
@@ -204,12 +217,12 @@ Result<ImageManifest> OciLayout::ResolveDescriptor(const Descriptor& d, const Pl
 
 Result<ImageManifest> OciLayout::Resolve(std::string_view tag, const Platform& platform) const {
   OCIX_ASSIGN_OR_RETURN(std::string text, ReadFile(dir_ + "/index.json", kMaxJsonBlob));
-  OCIX_ASSIGN_OR_RETURN(json j, ParseJson(text, dir_ + "/index.json"));
+  OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(text, dir_ + "/index.json"));
   auto ms = j.find("manifests");
   if (ms == j.end() || !ms->is_array()) return Corruption(dir_ + "/index.json has no manifests");
   std::vector<Descriptor> matches;
   for (const json& m : *ms) {
-    OCIX_ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(m, dir_ + "/index.json"));
+    OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson(m, dir_ + "/index.json"));
     auto name = d.annotations.find(std::string(kRefName));
     if (tag.empty() || (name != d.annotations.end() && name->second == tag)) matches.push_back(std::move(d));
   }

@@ -11,6 +11,7 @@
 #include "ocix/core/codec.h"
 #include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
+#include "ocix/core/oci_json.h"
 #include "ocix/core/sha256.h"
 
 namespace ocix::core {
@@ -155,15 +156,10 @@ Status VerifyImage(ImageSource& src, const std::string& tmp_dir,
   using nlohmann::json;
   OCIX_ASSIGN_OR_RETURN(auto root, src.Root());
   std::vector<std::pair<Descriptor, std::string>> manifests;
-  json j = json::parse(root.second, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Corruption("root is not a JSON object");
+  OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(root.second, "root"));
   if (auto ms = j.find("manifests"); ms != j.end() && ms->is_array()) {
     for (const json& m : *ms) {
-      if (!m.is_object()) return Corruption("index entry is not an object");
-      Descriptor d;
-      d.media_type = m.value("mediaType", "");
-      d.digest = m.value("digest", "");
-      d.size = m.value("size", int64_t{-1});
+      OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson(m, "index entry"));
       OCIX_ASSIGN_OR_RETURN(std::string body, src.ReadBlob(d, 4u << 20));
       manifests.emplace_back(d, std::move(body));
     }
@@ -171,18 +167,10 @@ Status VerifyImage(ImageSource& src, const std::string& tmp_dir,
     manifests.push_back(std::move(root));
   }
   for (const auto& [md, body] : manifests) {
-    json m = json::parse(body, nullptr, false);
-    if (m.is_discarded() || !m.is_object() || !m.contains("layers") || !m["layers"].is_array())
-      return Corruption("manifest " + md.digest + " has no layers");
+    OCIX_ASSIGN_OR_RETURN(json m, ParseJsonObject(body, "manifest " + md.digest));
+    if (!m.contains("layers") || !m["layers"].is_array()) return Corruption("manifest " + md.digest + " has no layers");
     for (const json& l : m["layers"]) {
-      if (!l.is_object()) return Corruption("layer descriptor is not an object");
-      Descriptor d;
-      d.media_type = l.value("mediaType", "");
-      d.digest = l.value("digest", "");
-      d.size = l.value("size", int64_t{-1});
-      if (auto a = l.find("annotations"); a != l.end() && a->is_object())
-        for (const auto& [k, v] : a->items())
-          if (v.is_string()) d.annotations[k] = v.get<std::string>();
+      OCIX_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson(l, "layer"));
       if (!d.annotations.count(std::string(kAnnotationTocDigest)))
         return Corruption("layer " + d.digest + " is not an OCIX layer (no " + std::string(kAnnotationTocDigest) + ")");
       OCIX_ASSIGN_OR_RETURN(LocalBlob blob, src.BlobFile(d, tmp_dir, {}));

@@ -1,5 +1,7 @@
 #include "ocix/core/registry/client.h"
 
+#include "ocix/core/oci_json.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -91,42 +93,6 @@ Status StatusFromResponse(const HttpResponse& r, const std::string& what, const 
   }
   if (r.status >= 500) return Unavailable(what + suffix);
   return FailedPrecondition(what + ": unexpected response" + suffix);
-}
-
-std::string StringField(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
-  if (!j.is_object()) return Corruption(what + ": descriptor is not an object");
-  Descriptor d;
-  d.media_type = StringField(j, "mediaType");
-  d.digest = StringField(j, "digest");
-  if (!IsValidSha256Digest(d.digest)) return Corruption(what + ": bad or unsupported digest");
-  auto size = j.find("size");
-  if (size == j.end() || !size->is_number_integer() || size->get<int64_t>() < 0)
-    return Corruption(what + ": descriptor without a valid size");
-  d.size = size->get<int64_t>();
-  if (auto p = j.find("platform"); p != j.end()) {
-    if (!p->is_object()) return Corruption(what + ": platform is not an object");
-    Platform pl;
-    pl.os = StringField(*p, "os");
-    pl.architecture = StringField(*p, "architecture");
-    pl.variant = StringField(*p, "variant");
-    d.platform = std::move(pl);
-  }
-  if (auto a = j.find("annotations"); a != j.end() && a->is_object()) {
-    for (const auto& [k, v] : a->items())
-      if (v.is_string()) d.annotations[k] = v.get<std::string>();
-  }
-  return d;
-}
-
-Result<json> ParseJsonObject(std::string_view text, const std::string& what) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Corruption(what + ": not a JSON object");
-  return j;
 }
 
 // Closes a file descriptor; unlinks a temp path unless released.
@@ -452,8 +418,8 @@ class RegistryClient::Impl {
     if (!r.transport_ok()) return Unavailable("token request to " + UrlForMessage(realm) + ": " + r.curl_error);
     if (r.status != 200) return StatusFromResponse(r, "token for " + t.host->host, realm);
     OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(r.body, "token response from " + UrlForMessage(realm)));
-    std::string token = StringField(j, "token");
-    if (token.empty()) token = StringField(j, "access_token");
+    std::string token = JsonString(j, "token");
+    if (token.empty()) token = JsonString(j, "access_token");
     if (token.empty() || token.find_first_of("\r\n") != std::string::npos)
       return Corruption("token response from " + UrlForMessage(realm) + " has no usable token");
     int64_t seconds = kDefaultTokenSeconds;
@@ -496,7 +462,7 @@ class RegistryClient::Impl {
     } else {
       // Some servers send application/json: fall back to the body's mediaType.
       OCIX_ASSIGN_OR_RETURN(json j, ParseJsonObject(r.body, what));
-      d.media_type = StringField(j, "mediaType");
+      d.media_type = JsonString(j, "mediaType");
       if (d.media_type.empty()) d.media_type = j.contains("manifests") ? kMediaIndex : kMediaManifest;
     }
     return std::make_pair(std::move(d), std::move(r.body));
@@ -521,7 +487,7 @@ class RegistryClient::Impl {
       if (manifests == j.end() || !manifests->is_array()) return Corruption(what + ": no manifests array");
       std::optional<Descriptor> chosen;
       for (const auto& m : *manifests) {
-        OCIX_ASSIGN_OR_RETURN(Descriptor child, ParseDescriptor(m, what));
+        OCIX_ASSIGN_OR_RETURN(Descriptor child, DescriptorFromJson(m, what));
         if (child.platform && !child.platform->Satisfies(platform)) continue;
         chosen = std::move(child);
         break;
@@ -551,11 +517,11 @@ class RegistryClient::Impl {
     out.image.digest = desc.digest;
     auto config = j.find("config");
     if (config == j.end()) return Corruption(what + ": no config");
-    OCIX_ASSIGN_OR_RETURN(out.image.config, ParseDescriptor(*config, what + " config"));
+    OCIX_ASSIGN_OR_RETURN(out.image.config, DescriptorFromJson(*config, what + " config"));
     auto layers = j.find("layers");
     if (layers == j.end() || !layers->is_array()) return Corruption(what + ": no layers array");
     for (const auto& l : *layers) {
-      OCIX_ASSIGN_OR_RETURN(Descriptor layer, ParseDescriptor(l, what + " layer"));
+      OCIX_ASSIGN_OR_RETURN(Descriptor layer, DescriptorFromJson(l, what + " layer"));
       out.image.layers.push_back(std::move(layer));
     }
     out.manifest = std::move(desc);

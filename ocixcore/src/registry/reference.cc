@@ -1,5 +1,7 @@
 #include "ocix/core/registry/reference.h"
 
+#include "ocix/core/oci_layout.h"
+
 namespace ocix::core {
 
 namespace {
@@ -79,12 +81,7 @@ bool ValidTag(std::string_view t) {
 
 }  // namespace
 
-bool IsValidSha256Digest(std::string_view d) {
-  if (d.size() != 7 + 64 || d.substr(0, 7) != "sha256:") return false;
-  for (char c : d.substr(7))
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
+bool IsValidSha256Digest(std::string_view d) { return IsSha256Digest(d); }
 
 Result<Reference> Reference::Parse(std::string_view s) {
   const std::string quoted = "reference \"" + std::string(s.substr(0, 300)) + "\"";

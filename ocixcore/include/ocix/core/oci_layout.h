@@ -72,6 +72,9 @@ class OciLayout {
   std::string dir_;
 };
 
+// "sha256:" and 64 lowercase hex digits: the only digests we accept.
+bool IsSha256Digest(std::string_view digest);
+
 // Is this a layer media type we can read as a tar stream?
 bool IsTarLayerMediaType(std::string_view media_type);
 
