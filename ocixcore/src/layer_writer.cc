@@ -19,6 +19,7 @@
 #include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
 #include "ocix/core/sha256.h"
+#include "ocix/core/unique_fd.h"
 
 namespace ocix::core {
 
@@ -233,12 +234,9 @@ Result<ConvertedLayer> FinishLayer(LayerWriter& writer, Toc& toc, int fd, const 
 Result<ConvertedLayer> ConvertLayer(const std::string& src_path, std::string_view src_digest,
                                     const std::string& out_path, const ConvertOptions& options,
                                     const ProgressFn& progress) {
-  int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create " + out_path, errno);
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out.valid()) return ErrnoError("create " + out_path, errno);
+  const int fd = out.get();
   LayerWriter writer(fd, options);
   OCIX_RETURN_IF_ERROR(writer.Open());
   LayerBuilder builder(LayerBuilder::Mode::kLayer);
@@ -276,9 +274,6 @@ namespace {
 class Spool final : public MemberObserver {
  public:
   explicit Spool(std::string dir) : dir_(std::move(dir)) {}
-  ~Spool() override {
-    if (fd_ >= 0) ::close(fd_);
-  }
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
@@ -288,13 +283,13 @@ class Spool final : public MemberObserver {
     if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae) || archive_entry_size(ae) <= 0)
       return Status::Ok();
     tmp_ = dir_ + "/incoming";
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd_ < 0) return ErrnoError("create " + tmp_, errno);
+    fd_.Reset(::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd_.valid()) return ErrnoError("create " + tmp_, errno);
     return Status::Ok();
   }
   Status OnData(std::span<const uint8_t> data) override {
-    while (fd_ >= 0 && !data.empty()) {
-      ssize_t n = ::write(fd_, data.data(), data.size());
+    while (fd_.valid() && !data.empty()) {
+      ssize_t n = ::write(fd_.get(), data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoError("write " + tmp_, errno);
       data = data.subspan(static_cast<size_t>(n));
@@ -302,9 +297,8 @@ class Spool final : public MemberObserver {
     return Status::Ok();
   }
   Status OnMemberEnd(const Entry* file) override {
-    if (fd_ < 0) return Status::Ok();
-    ::close(fd_);
-    fd_ = -1;
+    if (!fd_.valid()) return Status::Ok();
+    fd_.Reset();
     if (file == nullptr) return Status::Ok();
     if (::rename(tmp_.c_str(), PathOf(file->digest).c_str()) != 0) return ErrnoError("spool " + tmp_, errno);
     return Status::Ok();
@@ -312,7 +306,7 @@ class Spool final : public MemberObserver {
 
  private:
   std::string dir_, tmp_;
-  int fd_ = -1;
+  UniqueFd fd_;
 };
 
 // A tar member for a manifest entry (the flattened tree has no member of its
@@ -383,12 +377,9 @@ Result<ConvertedLayer> ConvertFlattened(const std::vector<LocalLayer>& layers, c
 
   // Pass 2: one tar of that tree in bytewise path order (parents first). The
   // first name of a hardlinked file in that order carries its data.
-  int fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create " + out_path, errno);
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
+  UniqueFd out(::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out.valid()) return ErrnoError("create " + out_path, errno);
+  const int fd = out.get();
   LayerWriter writer(fd, options);
   OCIX_RETURN_IF_ERROR(writer.Open());
   std::vector<const Entry*> order;
@@ -410,15 +401,11 @@ Result<ConvertedLayer> ConvertFlattened(const std::vector<LocalLayer>& layers, c
     const bool with_data = file->type == FileType::kRegular && carrier.empty() && file->size > 0;
     if (with_data) {
       const std::string src = spool.PathOf(file->digest);
-      int in = ::open(src.c_str(), O_RDONLY | O_CLOEXEC);
-      if (in < 0) return ErrnoError("spooled content of " + file->path, errno);
-      struct InCloser {
-        int fd;
-        ~InCloser() { ::close(fd); }
-      } in_closer{in};
+      UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!in.valid()) return ErrnoError("spooled content of " + file->path, errno);
       uint64_t left = file->size;
       while (left > 0) {
-        ssize_t n = ::read(in, buf.data(), std::min<uint64_t>(buf.size(), left));
+        ssize_t n = ::read(in.get(), buf.data(), std::min<uint64_t>(buf.size(), left));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return Corruption("spooled content of " + file->path + " is short");
         OCIX_RETURN_IF_ERROR(writer.OnData({reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(n)}));

@@ -17,6 +17,7 @@
 #include "ocix/core/limits.h"
 #include "ocix/core/listing.h"
 #include "ocix/core/sha256.h"
+#include "ocix/core/unique_fd.h"
 
 namespace ocix::core {
 
@@ -254,12 +255,9 @@ Result<std::optional<Footer>> FooterFromAnnotations(const std::map<std::string, 
 }
 
 Result<Toc> ReadTocFromFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("open " + path, errno);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file.valid()) return ErrnoError("open " + path, errno);
+  const int fd = file.get();
   struct stat st {};
   if (::fstat(fd, &st) != 0) return ErrnoError("stat " + path, errno);
   const auto size = static_cast<uint64_t>(st.st_size);

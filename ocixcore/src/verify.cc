@@ -13,6 +13,7 @@
 #include "ocix/core/layer_builder.h"
 #include "ocix/core/oci_json.h"
 #include "ocix/core/sha256.h"
+#include "ocix/core/unique_fd.h"
 
 namespace ocix::core {
 
@@ -21,18 +22,13 @@ namespace {
 class File {
  public:
   explicit File(int fd) : fd_(fd) {}
-  ~File() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  int fd() const { return fd_; }
+  int fd() const { return fd_.get(); }
 
   Status ReadAt(uint64_t off, uint64_t len, std::string& out) const {
     out.resize(len);
     uint64_t done = 0;
     while (done < len) {
-      ssize_t n = ::pread(fd_, out.data() + done, len - done, static_cast<off_t>(off + done));
+      ssize_t n = ::pread(fd_.get(), out.data() + done, len - done, static_cast<off_t>(off + done));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return ErrnoError("read layer", errno);
       if (n == 0) return Corruption("layer ends before offset " + std::to_string(off + len));
@@ -42,7 +38,7 @@ class File {
   }
 
  private:
-  int fd_;
+  UniqueFd fd_;
 };
 
 // The hole map says which bytes hold data; everything else must read as zero.

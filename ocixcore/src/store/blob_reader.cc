@@ -9,11 +9,6 @@
 
 namespace ocix::core {
 
-void UniqueFd::Reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 namespace {
 
 class FileBlobReader final : public BlobReader {

@@ -12,34 +12,9 @@
 
 #include "ocix/core/ranges.h"
 #include "ocix/core/status.h"
+#include "ocix/core/unique_fd.h"
 
 namespace ocix::core {
-
-// Owns one file descriptor and closes it once. Move-only.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) Reset(o.Release());
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  // Gives up ownership without closing.
-  int Release() { return std::exchange(fd_, -1); }
-  // Closes the current fd (errors ignored: for read-only fds nothing is lost)
-  // and takes ownership of fd.
-  void Reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
 
 // Reads byte ranges of one immutable blob.
 //
