@@ -10,7 +10,7 @@
 
 namespace ocix::fuse {
 
-core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor& d) {
+core::Result<TocPayload> FetchTocPayload(core::BlobReader& blob, const core::Descriptor& d) {
   OCIX_ASSIGN_OR_RETURN(std::optional<core::Footer> footer, core::FooterFromAnnotations(d.annotations));
   if (!footer) {
     if (d.size < static_cast<int64_t>(core::kFooterSize)) return core::NotFound("layer " + d.digest + " is not OCIX");
@@ -22,18 +22,45 @@ core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor&
     footer = f;
   }
   core::ByteRange r{footer->toc_offset, footer->toc_size};
-  if (footer->toc_offset < 8 || footer->toc_offset + footer->toc_size > static_cast<uint64_t>(d.size))
+  if (footer->toc_offset < 8 || (d.size > 0 && footer->toc_offset + footer->toc_size > static_cast<uint64_t>(d.size)))
     return core::Corruption("layer " + d.digest + ": TOC location outside the blob");
   OCIX_ASSIGN_OR_RETURN(auto payload, blob.ReadRanges({&r, 1}));
-  if (core::Sha256::OciDigest(payload[0]) != footer->TocDigest())
+  TocPayload p{*footer, std::move(payload[0])};
+  if (core::Sha256::OciDigest(p.payload) != p.footer.TocDigest())
+    return core::Corruption("layer " + d.digest + ": TOC digest mismatch");
+  return p;
+}
+
+core::Result<core::Toc> DecodeTocPayload(const TocPayload& p, const core::Descriptor& d) {
+  if (core::Sha256::OciDigest(p.payload) != p.footer.TocDigest())
     return core::Corruption("layer " + d.digest + ": TOC digest mismatch");
   auto toc =
-      core::DecodeToc({reinterpret_cast<const uint8_t*>(payload[0].data()), payload[0].size()}, footer->toc_offset - 8);
+      core::DecodeToc({reinterpret_cast<const uint8_t*>(p.payload.data()), p.payload.size()}, p.footer.toc_offset - 8);
   if (!toc.ok()) return toc.status().WithContext("layer " + d.digest);
   if (auto md = d.annotations.find(std::string(core::kAnnotationManifestDigest));
       md != d.annotations.end() && md->second != core::Sha256::OciDigest(toc->manifest_bytes))
     return core::Corruption("layer " + d.digest + ": manifest digest differs from the annotation");
   return toc;
+}
+
+core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor& d) {
+  OCIX_ASSIGN_OR_RETURN(TocPayload p, FetchTocPayload(blob, d));
+  return DecodeTocPayload(p, d);
+}
+
+const core::Entry* FindLowerDir(std::span<const core::Manifest* const> lowers, std::string_view path) {
+  for (const core::Manifest* lm : lowers) {
+    bool opaque_above = false;
+    for (std::string_view a = core::ParentPath(path); !a.empty(); a = core::ParentPath(a)) {
+      const core::Entry* e = lm->Find(a);
+      if (e == nullptr) continue;
+      if (e->type != core::FileType::kDirectory) return nullptr;  // whiteout or file: hidden
+      opaque_above = opaque_above || e->opaque;
+    }
+    if (const core::Entry* e = lm->Find(path)) return e->type == core::FileType::kDirectory ? e : nullptr;
+    if (opaque_above) return nullptr;  // nothing below this layer shows through
+  }
+  return nullptr;
 }
 
 core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLayer> layers, core::ChunkStore& store,
@@ -51,21 +78,9 @@ core::Result<std::unique_ptr<ImageMount>> ImageMount::Create(std::vector<MountLa
     // whiteout or non-directory at an ancestor, or an opaque ancestor.
     ImageMount* self = m.get();
     o.lower_dir = [self, i](std::string_view path) -> const core::Entry* {
-      for (size_t j = i; j-- > 0;) {
-        const core::Manifest& lm = self->layers_[j]->manifest();
-        bool opaque_above = false;
-        for (std::string_view a = core::ParentPath(path); !a.empty(); a = core::ParentPath(a)) {
-          const core::Entry* e = lm.Find(a);
-          if (e == nullptr) continue;
-          if (e->type != core::FileType::kDirectory) return nullptr;  // whiteout or file: hidden
-          opaque_above = opaque_above || e->opaque;
-        }
-        if (const core::Entry* e = lm.Find(path)) {
-          return e->type == core::FileType::kDirectory ? e : nullptr;
-        }
-        if (opaque_above) return nullptr;  // nothing below this layer shows through
-      }
-      return nullptr;
+      std::vector<const core::Manifest*> lowers;
+      for (size_t j = i; j-- > 0;) lowers.push_back(&self->layers_[j]->manifest());
+      return FindLowerDir(lowers, path);
     };
     OCIX_ASSIGN_OR_RETURN(auto fs, LayerFs::Create(std::move(toc), store, std::move(layers[i].blob), o));
     const std::string dir = work_dir + "/layers/" + std::to_string(i);

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -19,6 +21,24 @@ namespace ocix::fuse {
 // descriptor's annotations, else from the footer (last 64 bytes of the blob,
 // d.size long). The TOC's sha256 is checked before it is decoded.
 core::Result<core::Toc> FetchToc(core::BlobReader& blob, const core::Descriptor& d);
+
+// FetchToc's first half, for callers that keep the TOC (the snapshotter
+// stores it to mount again after a restart without the registry): the
+// footer and the digest-checked, still undecoded payload.
+struct TocPayload {
+  core::Footer footer;
+  std::string payload;
+};
+core::Result<TocPayload> FetchTocPayload(core::BlobReader& blob, const core::Descriptor& d);
+// Decodes a payload FetchTocPayload returned (or one read back from disk:
+// its sha256 is checked against the footer again).
+core::Result<core::Toc> DecodeTocPayload(const TocPayload& p, const core::Descriptor& d);
+
+// The attributes of a directory a layer leaves implied: the nearest lower
+// layer (lowers[0] is the one right below) that lists the path as a
+// directory, unless something in between hides it (a whiteout or a
+// non-directory at an ancestor, or an opaque ancestor). Null if none.
+const core::Entry* FindLowerDir(std::span<const core::Manifest* const> lowers, std::string_view path);
 
 struct MountLayer {
   core::Descriptor descriptor;

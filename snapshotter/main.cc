@@ -1,0 +1,131 @@
+// ocix-snapshotter: containerd's Snapshots API on a unix socket, for
+// containerd's proxy_plugins (see integration/deploy/). Exceptions stop at
+// this process boundary; the libraries return Status.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "ocix/config/config.h"
+#include "ocix/snapshotter/service.h"
+#include "ocix/snapshotter/snapshotter.h"
+
+#ifndef OCIX_VERSION
+#define OCIX_VERSION "0.1.0"
+#endif
+
+namespace {
+
+using ocix::core::Status;
+
+Status PrepareSocketPath(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path dir = fs::path(path).parent_path();
+  if (!dir.empty()) {
+    fs::create_directories(dir, ec);
+    if (ec) return ocix::core::IoError("create " + dir.string() + ": " + ec.message());
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    // A socket left by a previous run; anything else is not ours to delete.
+    if (!S_ISSOCK(st.st_mode)) return ocix::core::FailedPrecondition(path + " exists and is not a socket");
+    if (::unlink(path.c_str()) != 0) return ocix::core::ErrnoError("remove stale socket " + path, errno);
+  }
+  return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ocix-snapshotter: containerd remote snapshotter for lazily pulled OCIX images"};
+  std::string address, root, config_path, log_level;
+  bool version = false;
+  app.add_option("--address", address,
+                 "unix socket to serve on (default: /run/ocix-snapshotter/ocix-snapshotter.sock)");
+  app.add_option("--root", root, "state directory (default: /var/lib/ocix-snapshotter)");
+  app.add_option("--config", config_path, "TOML configuration file (docs/CONFIGURATION.md)");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn or error (overrides the config)");
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+  if (version) {
+    std::printf("ocix-snapshotter %s\n", OCIX_VERSION);
+    return 0;
+  }
+
+  ocix::config::Config cfg;
+  if (!config_path.empty()) {
+    auto c = ocix::config::LoadConfig(config_path);
+    if (!c.ok()) {
+      std::fprintf(stderr, "ocix-snapshotter: config %s: %s\n", config_path.c_str(), c.status().ToString().c_str());
+      return 2;
+    }
+    cfg = std::move(*c);
+  }
+  if (!address.empty()) cfg.address = address;
+  if (!root.empty()) cfg.root = root;
+  if (!log_level.empty()) cfg.log_level = log_level;
+  auto level = spdlog::level::from_str(cfg.log_level);
+  if (level == spdlog::level::off && cfg.log_level != "off") {
+    std::fprintf(stderr, "ocix-snapshotter: unknown log level %s\n", cfg.log_level.c_str());
+    return 2;
+  }
+  spdlog::set_level(level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+
+  // Signals are taken by sigwait on this thread only; every thread started
+  // below inherits the mask.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ocix::snapshotter::Snapshotter::Options so;
+  so.root = cfg.root;
+  so.config = cfg;
+  auto sn = ocix::snapshotter::Snapshotter::Open(std::move(so));
+  if (!sn.ok()) {
+    spdlog::critical("open {}: {}", cfg.root, sn.status().ToString());
+    return 1;
+  }
+  if (Status s = PrepareSocketPath(cfg.address); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+
+  ocix::snapshotter::SnapshotsService service(**sn);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + cfg.address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  // The socket is created 0600 (umask while listening) and chmod'ed again:
+  // only root may talk to the snapshotter.
+  mode_t old_umask = ::umask(0077);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_umask);
+  if (!server) {
+    spdlog::critical("cannot listen on {}", cfg.address);
+    return 1;
+  }
+  ::chmod(cfg.address.c_str(), 0600);
+  spdlog::info("ocix-snapshotter {} serving on {} (root {}, cache {})", OCIX_VERSION, cfg.address, cfg.root,
+               cfg.cache_dir.empty() ? cfg.root + "/cache" : cfg.cache_dir);
+
+  int sig = 0;
+  sigwait(&stop, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Wait();
+  sn->reset();  // unmounts the remote layers
+  ::unlink(cfg.address.c_str());
+  spdlog::info("stopped");
+  return 0;
+}
