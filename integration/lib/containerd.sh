@@ -8,7 +8,7 @@
 #
 # containerd_start DIR [EXTRA_TOML_FILE]
 #   Root, state and socket under DIR (DIR/config.toml, DIR/containerd.log);
-#   CRI is disabled (not needed, slow to start). EXTRA_TOML_FILE is appended
+#   CRI is disabled (not needed, slow to start) unless CONTAINERD_CRI=1. EXTRA_TOML_FILE is appended
 #   to the config (e.g. a proxy_plugins section). Waits (bounded) for the
 #   socket. Sets CONTAINERD_PID, CONTAINERD_ADDRESS.
 # containerd_stop   kills the tasks it ran, stops containerd, unmounts what
@@ -26,7 +26,7 @@ containerd_start() {
 version = 2
 root = "$dir/root"
 state = "$dir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+$([[ ${CONTAINERD_CRI:-0} == 1 ]] || echo 'disabled_plugins = ["io.containerd.grpc.v1.cri"]')
 [grpc]
   address = "$CONTAINERD_ADDRESS"
 [ttrpc]
