@@ -14,11 +14,13 @@ PKGS=(
   libcbor-dev libarchive-dev librust-blake3-dev libcli11-dev libspdlog-dev
   libfmt-dev libtomlplusplus-dev libzstd-dev zlib1g-dev libssl-dev
   libcurl4-openssl-dev libsqlite3-dev libfuse3-dev fuse3 nlohmann-json3-dev
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libmicrohttpd-dev
   libgtest-dev libgmock-dev
   # image tooling for tests, benchmarks and the demo
   umoci skopeo mmdebstrap busybox-static b3sum zstd jq attr python3-jwt python3-cryptography
   containerd runc docker-registry apache2-utils iproute2 python3 curl
+  # containerd's snapshotter conformance suite, built offline (test tooling)
+  golang-go golang-github-containerd-containerd-dev
 )
 
 install_packages() {
