@@ -24,6 +24,7 @@
 #include "ocix/core/listing.h"
 #include "ocix/core/oci_layout.h"
 #include "ocix/core/ocix_layer.h"
+#include "pull.h"
 
 namespace {
 
@@ -399,6 +400,30 @@ int main(int argc, char** argv) {
   cache_stats->add_option("--state-dir", cache_state, "mount state directory")->capture_default_str();
   cache_stats->add_flag("--json", cache_json, "print JSON");
 
+  ocix::cli::PullOptions po;
+  RegistryCliOptions pull_registry;
+  double pull_timeout_s = 30;
+  bool pull_quiet = false;
+  if (const char* a = std::getenv("CONTAINERD_ADDRESS"); a && *a) po.address = a;
+  if (const char* n = std::getenv("CONTAINERD_NAMESPACE"); n && *n) po.ns = n;
+  auto* pull = app.add_subcommand(
+      "pull",
+      "Pull an image into containerd (content, image record, snapshots): layers a remote snapshotter such as ocix "
+      "prepares are mounted lazily, the others are fetched and applied. Then: ctr run --snapshotter ocix REF ID");
+  pull->add_option("REF", po.ref, "registry reference (host/repo:tag or @digest); also the containerd image name")
+      ->required();
+  pull->add_option("-a,--address", po.address, "containerd's gRPC socket (env CONTAINERD_ADDRESS)")
+      ->capture_default_str();
+  pull->add_option("-n,--namespace", po.ns, "containerd namespace (env CONTAINERD_NAMESPACE)")->capture_default_str();
+  pull->add_option("--snapshotter", po.snapshotter, "containerd snapshotter to unpack into")->capture_default_str();
+  pull->add_option("--platform", po.platform, "OS/ARCH[/VARIANT] to pick from an index (default: this host)");
+  pull->add_option("--timeout", pull_timeout_s,
+                   "seconds each containerd call may take (content transfers and layer applies get more per byte)")
+      ->check(CLI::Range(1.0, 3600.0))
+      ->capture_default_str();
+  pull->add_flag("-q,--quiet", pull_quiet, "no progress bar on standard error");
+  pull_registry.AddTo(pull);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -421,5 +446,17 @@ int main(int argc, char** argv) {
   }
   if (umount->parsed()) return ocix::cli::RunUmount(umount_dir, umount_state);
   if (cache_stats->parsed()) return ocix::cli::RunCacheStats(cache_dir, cache_state, cache_json);
+  if (pull->parsed()) {
+    po.registry = pull_registry.ToOptions();
+    po.timeout = std::chrono::milliseconds(static_cast<int64_t>(pull_timeout_s * 1000));
+    ProgressBar bar;
+    ocix::cli::PullEvents ev;
+    if (!pull_quiet) {
+      ev.begin_step = [&](const std::string& what, uint64_t total) { bar.Begin(what, total); };
+      ev.progress = [&](uint64_t done, uint64_t total) { bar.Update(done, total); };
+      ev.end_step = [&] { bar.End(); };
+    }
+    return ocix::cli::RunPull(po, ev);
+  }
   return 2;
 }

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "ocix/config/config.h"
+#include "ocix/snapshotter/metrics.h"
 #include "ocix/snapshotter/service.h"
 #include "ocix/snapshotter/snapshotter.h"
 
@@ -24,6 +25,53 @@
 namespace {
 
 using ocix::core::Status;
+
+// The daemon's counters, read from the snapshotter's stats at each scrape.
+ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshotterCollector(
+    ocix::snapshotter::MetricsRegistry& reg, const ocix::snapshotter::Snapshotter& sn) {
+  using ocix::snapshotter::MetricType;
+  std::vector<ocix::snapshotter::MetricDesc> d = {
+      {"ocix_fetched_bytes_total", "Compressed bytes of chunks received from registries.", MetricType::kCounter, {}},
+      {"ocix_fetched_chunks_total", "Chunks received from registries.", MetricType::kCounter, {}},
+      {"ocix_fetch_requests_total", "Range requests made to registries for chunks.", MetricType::kCounter, {}},
+      {"ocix_fetch_errors_total", "Chunk fetches that failed after retries.", MetricType::kCounter, {}},
+      {"ocix_cache_hits_total", "Chunks found in the node cache when needed.", MetricType::kCounter, {}},
+      {"ocix_cache_misses_total", "Chunks not in the node cache when needed.", MetricType::kCounter, {}},
+      {"ocix_verification_failures_total",
+       "Fetched chunks that failed verification (never served).",
+       MetricType::kCounter,
+       {}},
+      {"ocix_cache_entries", "Chunks stored in the node cache.", MetricType::kGauge, {}},
+      {"ocix_cache_bytes", "Uncompressed bytes stored in the node cache.", MetricType::kGauge, {}},
+      {"ocix_fuse_operations_total", "FUSE requests served by remote layers.", MetricType::kCounter, {"op"}},
+      {"ocix_fuse_read_bytes_total", "Bytes returned by FUSE reads.", MetricType::kCounter, {}},
+      {"ocix_fuse_read_errors_total", "FUSE reads answered with an error.", MetricType::kCounter, {}},
+      {"ocix_prefetched_chunks_total", "Chunks fetched by background prefetch.", MetricType::kCounter, {}},
+      {"ocix_mounted_layers", "Remote layers currently mounted.", MetricType::kGauge, {}},
+  };
+  return reg.AddCollector(std::move(d), [&sn](std::vector<ocix::snapshotter::Sample>& out) {
+    auto st = sn.store_stats();
+    auto r = sn.remote_stats();
+    auto add = [&out](std::string name, double v, std::vector<std::string> labels = {}) {
+      out.push_back({std::move(name), std::move(labels), v});
+    };
+    add("ocix_fetched_bytes_total", static_cast<double>(st.fetched_bytes));
+    add("ocix_fetched_chunks_total", static_cast<double>(st.fetched_chunks));
+    add("ocix_fetch_requests_total", static_cast<double>(st.fetch_requests));
+    add("ocix_fetch_errors_total", static_cast<double>(st.fetch_errors));
+    add("ocix_cache_hits_total", static_cast<double>(st.hits));
+    add("ocix_cache_misses_total", static_cast<double>(st.misses));
+    add("ocix_verification_failures_total", static_cast<double>(st.corrupt_chunks));
+    add("ocix_cache_entries", static_cast<double>(st.entries));
+    add("ocix_cache_bytes", static_cast<double>(st.bytes));
+    add("ocix_fuse_operations_total", static_cast<double>(r.fuse_reads), {"read"});
+    add("ocix_fuse_operations_total", static_cast<double>(r.fuse_lookups), {"lookup"});
+    add("ocix_fuse_read_bytes_total", static_cast<double>(r.fuse_read_bytes));
+    add("ocix_fuse_read_errors_total", static_cast<double>(r.fuse_read_errors));
+    add("ocix_prefetched_chunks_total", static_cast<double>(r.prefetched_chunks));
+    add("ocix_mounted_layers", static_cast<double>(r.mounted));
+  });
+}
 
 Status PrepareSocketPath(const std::string& path) {
   namespace fs = std::filesystem;
@@ -89,9 +137,20 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  ocix::snapshotter::MetricsRegistry metrics;
+  ocix::snapshotter::Histogram* fetch_latency = nullptr;
+  if (auto buckets = ocix::snapshotter::ExponentialBuckets(0.001, 2, 15); buckets.ok()) {
+    auto h = metrics.AddHistogram("ocix_fetch_duration_seconds", "Latency of range requests to registries.",
+                                  std::move(*buckets));
+    if (h.ok()) fetch_latency = *h;
+  }
+
   ocix::snapshotter::Snapshotter::Options so;
   so.root = cfg.root;
   so.config = cfg;
+  so.on_fetch = [fetch_latency](double seconds, uint64_t, bool) {
+    if (fetch_latency != nullptr) fetch_latency->Observe(seconds);
+  };
   auto sn = ocix::snapshotter::Snapshotter::Open(std::move(so));
   if (!sn.ok()) {
     spdlog::critical("open {}: {}", cfg.root, sn.status().ToString());
@@ -100,6 +159,22 @@ int main(int argc, char** argv) {
   if (Status s = PrepareSocketPath(cfg.address); !s.ok()) {
     spdlog::critical("{}", s.ToString());
     return 1;
+  }
+
+  auto collector = AddSnapshotterCollector(metrics, **sn);
+  if (!collector.ok()) {
+    spdlog::critical("metrics: {}", collector.status().ToString());
+    return 1;
+  }
+  std::unique_ptr<ocix::snapshotter::MetricsServer> metrics_server;
+  if (!cfg.metrics_address.empty()) {
+    auto ms = ocix::snapshotter::MetricsServer::Start(metrics, cfg.metrics_address);
+    if (!ms.ok()) {
+      spdlog::critical("metrics on {}: {}", cfg.metrics_address, ms.status().ToString());
+      return 1;
+    }
+    metrics_server = std::move(*ms);
+    spdlog::info("metrics on http://{}/metrics", cfg.metrics_address);
   }
 
   ocix::snapshotter::SnapshotsService service(**sn);
@@ -124,6 +199,8 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: shutting down", sig);
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   server->Wait();
+  metrics_server.reset();  // no scrape may read the snapshotter from here on
+  metrics.RemoveCollector(*collector);
   sn->reset();  // unmounts the remote layers
   ::unlink(cfg.address.c_str());
   spdlog::info("stopped");

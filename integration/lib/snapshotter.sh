@@ -31,6 +31,8 @@ snapshotter_start() {
 TOML
   local args=(--address "$SNAPSHOTTER_ADDRESS" --root "$SNAPSHOTTER_ROOT" --log-level "${SNAPSHOTTER_LOG_LEVEL:-debug}")
   [[ -n $config ]] && args+=(--config "$config")
+  # A socket left by a killed daemon would look like a ready one.
+  rm -f "$SNAPSHOTTER_ADDRESS"
   "$OCIX_SNAPSHOTTER" "${args[@]}" >>"$dir/snapshotter.log" 2>&1 &
   SNAPSHOTTER_PID=$!
   local i
@@ -46,25 +48,25 @@ TOML
 
 snapshotter_kill9() {
   [[ -n ${SNAPSHOTTER_PID:-} ]] || return 0
-  kill -9 "$SNAPSHOTTER_PID" 2>/dev/null
-  wait "$SNAPSHOTTER_PID" 2>/dev/null
+  kill -9 "$SNAPSHOTTER_PID" 2>/dev/null || true
+  wait "$SNAPSHOTTER_PID" 2>/dev/null || true
   SNAPSHOTTER_PID=
 }
 
 snapshotter_stop() {
   if [[ -n ${SNAPSHOTTER_PID:-} ]]; then
-    kill "$SNAPSHOTTER_PID" 2>/dev/null
+    kill "$SNAPSHOTTER_PID" 2>/dev/null || true
     local i
     for ((i = 0; i < 100; i++)); do
       kill -0 "$SNAPSHOTTER_PID" 2>/dev/null || break
       sleep 0.1
     done
-    kill -9 "$SNAPSHOTTER_PID" 2>/dev/null
-    wait "$SNAPSHOTTER_PID" 2>/dev/null
+    kill -9 "$SNAPSHOTTER_PID" 2>/dev/null || true
+    wait "$SNAPSHOTTER_PID" 2>/dev/null || true
     SNAPSHOTTER_PID=
   fi
   [[ -n ${SNAPSHOTTER_DIR:-} ]] || return 0
   awk -v d="$SNAPSHOTTER_DIR" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null
+    umount -l "$m" 2>/dev/null || true
   done
 }

@@ -57,7 +57,7 @@ cat >>extra.toml <<TOML
 TOML
 CONTAINERD_CRI=1 containerd_start "$TEST_TMP/ctrd" "$TEST_TMP/extra.toml" || fail "containerd did not start"
 on_exit containerd_stop
-ctrd plugins ls | grep -q 'io.containerd.grpc.v1 *cri .* ok' || fail "CRI plugin not loaded: $(ctrd plugins ls | grep cri)"
+ctrd plugins ls | grep -c 'io.containerd.grpc.v1 *cri .* ok' >/dev/null || fail "CRI plugin not loaded: $(ctrd plugins ls | grep cri)"
 
 log "CRI PullImage $reg/bb:ocix"
 "$CRI_PULL" "$CONTAINERD_ADDRESS" "$reg/bb:ocix" >cri.txt 2>&1 || fail "CRI pull failed: $(cat cri.txt)"
@@ -67,7 +67,7 @@ grep -q "remote snapshot .* ready: layer $layer" snap/snapshotter.log ||
 if ctr -a "$CONTAINERD_ADDRESS" -n k8s.io content ls -q | grep -qx "$layer"; then
   fail "containerd downloaded the layer blob into its content store"
 fi
-ctr -a "$CONTAINERD_ADDRESS" -n k8s.io snapshots --snapshotter ocix ls | grep -q Committed || fail "no committed snapshot"
+ctr -a "$CONTAINERD_ADDRESS" -n k8s.io snapshots --snapshotter ocix ls | grep -c Committed >/dev/null || fail "no committed snapshot"
 
 log "the CRI-pulled image runs from the lazy layer"
 out=$(ctr -a "$CONTAINERD_ADDRESS" -n k8s.io run --rm --snapshotter ocix "$reg/bb:ocix" cri1 sh -c 'echo from-$(cat /etc/hostname 2>/dev/null || echo ocix)-ok; ls /bin/busybox')

@@ -65,9 +65,9 @@ snapshotter_start "$TEST_TMP/snap" "$TEST_TMP/snap.toml" || fail "ocix-snapshott
 on_exit snapshotter_stop
 containerd_start "$TEST_TMP/ctrd" "$SNAPSHOTTER_PROXY_TOML" || fail "containerd did not start"
 on_exit containerd_stop
-ctrd plugins ls | grep -q 'io.containerd.snapshotter.v1 *ocix .* ok' || fail "containerd did not load the ocix proxy plugin"
+ctrd plugins ls | grep -c 'io.containerd.snapshotter.v1 *ocix .* ok' >/dev/null || fail "containerd did not load the ocix proxy plugin"
 
-"$OCIX_SNAPSHOTTER" --version | grep -q '^ocix-snapshotter ' || fail "--version"
+"$OCIX_SNAPSHOTTER" --version | grep -c '^ocix-snapshotter ' >/dev/null || fail "--version"
 
 manifest=$(curl -fsS -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$reg/v2/app/manifests/ocix")
 mapfile -t layers < <(jq -r '.layers[].digest' <<<"$manifest")
@@ -79,10 +79,10 @@ b0=$(proxy_bytes)
 "$OCIX" pull -a "$CONTAINERD_ADDRESS" -n "$CTR_NAMESPACE" "$via/app:ocix" >pull.txt 2>&1 ||
   fail "ocix pull failed: $(cat pull.txt)"
 cat pull.txt >&2
-remote=$(grep -c remote pull.txt || true)
+remote=$(grep -c "^layer .* remote$" pull.txt || true)
 ((remote == 2)) || fail "expected both layers prepared remotely: $(cat pull.txt)"
 grep -q "remote snapshot .* ready" snap/snapshotter.log || fail "the snapshotter did not prepare a remote snapshot"
-ctrd image ls | grep -q "$via/app:ocix" || fail "image not recorded in containerd"
+ctrd image ls | grep -c "$via/app:ocix" >/dev/null || fail "image not recorded in containerd"
 [[ $(ctrd snapshots --snapshotter ocix ls | grep -c Committed) -ge 2 ]] || fail "committed snapshots missing"
 [[ $(grep -c "fuse.ocix\|ocix-" /proc/mounts) -ge 2 ]] || fail "no FUSE layer mounted: $(grep ocix /proc/mounts)"
 
