@@ -42,8 +42,8 @@ struct Filter::Selector {
 namespace {
 
 // Runes are code points; the scanner's two pseudo-runes are negative.
-constexpr int32_t kEof = -1;
-constexpr int32_t kIllegal = -2;
+constexpr int32_t kEofRune = -1;
+constexpr int32_t kIllegalRune = -2;
 constexpr int32_t kRuneError = 0xFFFD;
 
 // libstdc++'s std::regex compiles and matches recursively, so its stack use
@@ -172,20 +172,19 @@ int DigitVal(int32_t r) {
   return 16;  // larger than any digit of any base used
 }
 
-enum class Tok { kEnd, kBad, kQuoted, kValue, kField, kSeparator, kOperator, kOther };
+enum class Tok { kEof, kIllegal, kQuoted, kValue, kField, kSeparator, kOperator, kOther };
 
 struct Token {
   Tok kind;
   size_t pos;             // byte offset of the token's first rune
   std::string_view text;  // quoted tokens keep their quotes
-  int32_t rune = 0;       // kSeparator, kOther: the rune itself
 };
 
 class Scanner {
  public:
   explicit Scanner(std::string_view in) : in_(in) {}
 
-  // The first scanning error, for kIllegal tokens.
+  // The first scanning error, for Tok::kIllegal.
   const std::string& error() const { return err_; }
   // Where the next rune starts.
   size_t offset() const { return next_; }
@@ -201,15 +200,15 @@ class Scanner {
     int32_t ch = Next();
     while (ch >= 0 && IsSpace(ch)) ch = Next();
     size_t pos = pos_;
-    if (ch == kEof) return {Tok::kEnd, pos, {}};
-    if (ch == kIllegal) return {Tok::kBad, pos, in_.substr(pos, next_ - pos)};
+    if (ch == kEofRune) return {Tok::kEof, pos, {}};
+    if (ch == kIllegalRune) return {Tok::kIllegal, pos, in_.substr(pos, next_ - pos)};
     if (IsQuoteRune(ch)) {
       bool ok = ScanQuoted(ch);
-      return {ok ? Tok::kQuoted : Tok::kBad, pos, in_.substr(pos, next_ - pos)};
+      return {ok ? Tok::kQuoted : Tok::kIllegal, pos, in_.substr(pos, next_ - pos)};
     }
     if (IsSeparatorRune(ch)) {
       value_next_ = false;
-      return {Tok::kSeparator, pos, in_.substr(pos, next_ - pos), ch};
+      return {Tok::kSeparator, pos, in_.substr(pos, next_ - pos)};
     }
     if (IsOperatorRune(ch)) {
       while (IsOperatorRune(Peek())) Next();
@@ -226,14 +225,14 @@ class Scanner {
       while (IsFieldRune(Peek())) Next();
       return {Tok::kField, pos, in_.substr(pos, next_ - pos)};
     }
-    return {Tok::kOther, pos, {}, ch};
+    return {Tok::kOther, pos, {}};
   }
 
  private:
   int32_t Next() {
     if (next_ >= in_.size()) {
       pos_ = in_.size();
-      return kEof;
+      return kEofRune;
     }
     pos_ = next_;
     auto [r, width] = DecodeRune(in_, next_);
@@ -246,7 +245,7 @@ class Scanner {
 
   int32_t Error(const char* msg) {
     if (err_.empty()) err_ = msg;
-    return kIllegal;
+    return kIllegalRune;
   }
 
   // After the opening quote; true if the literal closes and every escape
@@ -533,7 +532,7 @@ class Parser {
       OCIX_ASSIGN_OR_RETURN(auto selector, ParseSelector());
       out.push_back(std::move(selector));
       int32_t r = scanner_.Peek();
-      if (r == kEof) break;
+      if (r == kEofRune) break;
       if (r != ',') {
         std::string rune;
         AppendRune(rune, r < 0 ? kRuneError : static_cast<uint32_t>(r));
@@ -555,10 +554,10 @@ class Parser {
       s->fieldpath.push_back(std::move(field));
     }
     int32_t r = scanner_.Peek();
-    if (r == ',' || r == kEof) return std::shared_ptr<const Filter::Selector>(std::move(s));
+    if (r == ',' || r == kEofRune) return std::shared_ptr<const Filter::Selector>(std::move(s));
 
     Token op = scanner_.Scan();
-    if (op.kind == Tok::kBad) return Error(op.pos, scanner_.error());
+    if (op.kind == Tok::kIllegal) return Error(op.pos, scanner_.error());
     if (op.kind != Tok::kOperator) return Error(op.pos, "expected an operator (\"==\"|\"!=\"|\"~=\")");
     if (op.text == "==") {
       s->op = Op::kEqual;
@@ -579,7 +578,7 @@ class Parser {
         OCIX_ASSIGN_OR_RETURN(s->value, Unquoted(value, s->op == Op::kMatches));
         break;
       }
-      case Tok::kBad: return Error(value.pos, scanner_.error());
+      case Tok::kIllegal: return Error(value.pos, scanner_.error());
       default: return Error(value.pos, "expected value or quoted");
     }
     if (s->op == Op::kMatches) s->re = CompileRegex(s->value);
@@ -591,7 +590,7 @@ class Parser {
     switch (t.kind) {
       case Tok::kField: return std::string(t.text);
       case Tok::kQuoted: return Unquoted(t, false);
-      case Tok::kBad: return Error(t.pos, scanner_.error());
+      case Tok::kIllegal: return Error(t.pos, scanner_.error());
       default: return Error(t.pos, "expected field or quoted");
     }
   }
