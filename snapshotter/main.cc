@@ -43,6 +43,10 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
        {}},
       {"ocix_cache_entries", "Chunks stored in the node cache.", MetricType::kGauge, {}},
       {"ocix_cache_bytes", "Uncompressed bytes stored in the node cache.", MetricType::kGauge, {}},
+      {"ocix_cache_evicted_chunks_total",
+       "Chunks removed to keep the cache under its size limit.",
+       MetricType::kCounter,
+       {}},
       {"ocix_fuse_operations_total", "FUSE requests served by remote layers.", MetricType::kCounter, {"op"}},
       {"ocix_fuse_read_bytes_total", "Bytes returned by FUSE reads.", MetricType::kCounter, {}},
       {"ocix_fuse_read_errors_total", "FUSE reads answered with an error.", MetricType::kCounter, {}},
@@ -64,6 +68,7 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
     add("ocix_verification_failures_total", static_cast<double>(st.corrupt_chunks));
     add("ocix_cache_entries", static_cast<double>(st.entries));
     add("ocix_cache_bytes", static_cast<double>(st.bytes));
+    add("ocix_cache_evicted_chunks_total", static_cast<double>(st.evicted));
     add("ocix_fuse_operations_total", static_cast<double>(r.fuse_reads), {"read"});
     add("ocix_fuse_operations_total", static_cast<double>(r.fuse_lookups), {"lookup"});
     add("ocix_fuse_read_bytes_total", static_cast<double>(r.fuse_read_bytes));
@@ -112,7 +117,7 @@ int main(int argc, char** argv) {
   if (!config_path.empty()) {
     auto c = ocix::config::LoadConfig(config_path);
     if (!c.ok()) {
-      std::fprintf(stderr, "ocix-snapshotter: config %s: %s\n", config_path.c_str(), c.status().ToString().c_str());
+      std::fprintf(stderr, "ocix-snapshotter: %s\n", c.status().ToString().c_str());
       return 2;
     }
     cfg = std::move(*c);

@@ -22,7 +22,8 @@ core::Result<TocPayload> FetchTocPayload(core::BlobReader& blob, const core::Des
     footer = f;
   }
   core::ByteRange r{footer->toc_offset, footer->toc_size};
-  if (footer->toc_offset < 8 || (d.size > 0 && footer->toc_offset + footer->toc_size > static_cast<uint64_t>(d.size)))
+  if (footer->toc_offset < 8 || footer->toc_size > UINT64_MAX - footer->toc_offset ||
+      (d.size > 0 && footer->toc_offset + footer->toc_size > static_cast<uint64_t>(d.size)))
     return core::Corruption("layer " + d.digest + ": TOC location outside the blob");
   OCIX_ASSIGN_OR_RETURN(auto payload, blob.ReadRanges({&r, 1}));
   TocPayload p{*footer, std::move(payload[0])};

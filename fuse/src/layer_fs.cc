@@ -503,7 +503,11 @@ void LayerFs::RunPrefetch(Prefetch what, uint64_t batch_bytes, std::counting_sem
     // Behind on-demand reads: wait while any is in progress.
     while (stats_.active_reads.load() > 0 && !stop_prefetch_) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (stop_prefetch_) return;
-    if (slots) slots->acquire();
+    // Waits for a slot, but not past Unmount (which joins this thread).
+    if (slots) {
+      while (!slots->try_acquire_for(std::chrono::milliseconds(50)))
+        if (stop_prefetch_) return;
+    }
     core::Status s = impl_->store->Ensure(*impl_->blob, batch);
     if (slots) slots->release();
     if (s.ok()) {

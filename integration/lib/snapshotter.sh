@@ -13,6 +13,9 @@
 #   SNAPSHOTTER_ROOT and SNAPSHOTTER_PROXY_TOML (a proxy_plugins section for
 #   containerd_start, written once).
 # snapshotter_stop     TERM (then KILL), and unmounts what it left under DIR.
+# snapshotter_wait_containerd   after a restart: waits (bounded) until
+#   containerd's connection to the snapshotter works again (its gRPC client
+#   backs off after the socket went away). Needs containerd.sh's ctrd.
 # snapshotter_kill9    kill -9, leaving its mounts as a crash would.
 
 snapshotter_start() {
@@ -69,4 +72,14 @@ snapshotter_stop() {
   awk -v d="$SNAPSHOTTER_DIR" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do
     umount -l "$m" 2>/dev/null || true
   done
+}
+
+snapshotter_wait_containerd() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    ctrd snapshots --snapshotter ocix ls >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "snapshotter_wait_containerd: containerd cannot reach the snapshotter" >&2
+  return 1
 }

@@ -119,6 +119,7 @@ snapshotter_kill9
 kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
 registry_stop
 snapshotter_start "$TEST_TMP/snap" "$TEST_TMP/snap.toml" || fail "restart failed"
+snapshotter_wait_containerd || fail "containerd did not reconnect"
 grep -q "remounted 2 remote layers (0 failed)" snap/snapshotter.log || fail "remote layers not remounted: $(tail -5 snap/snapshotter.log)"
 out=$(ctrd run --rm --snapshotter ocix "$via/app:ocix" app2 python3 /app/hello.py) || fail "run after restart failed"
 [[ $out == '{"hello": "ocix", "python": [3, 11]}' ]] || fail "output after restart: $out"
@@ -127,6 +128,7 @@ out=$(ctrd run --rm --snapshotter ocix "$via/app:ocix" app2 python3 /app/hello.p
 log "a clean restart keeps everything too"
 snapshotter_stop
 snapshotter_start "$TEST_TMP/snap" "$TEST_TMP/snap.toml" || fail "restart failed"
+snapshotter_wait_containerd || fail "containerd did not reconnect"
 out=$(ctrd run --rm --snapshotter ocix "$via/app:ocix" app3 python3 /app/hello.py) || fail "run after clean restart failed"
 [[ $out == '{"hello": "ocix", "python": [3, 11]}' ]] || fail "output after clean restart: $out"
 

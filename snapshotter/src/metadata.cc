@@ -418,30 +418,63 @@ Result<Usage> Metadata::GetUsage(const std::string& key) const {
   return Usage{q.Int(0), q.Int(1)};
 }
 
-Status Metadata::Walk(const std::function<void(const Snapshot&, const Info&)>& fn) const {
-  std::vector<std::string> keys;
+Status Metadata::Walk(const std::function<void(const Info&)>& fn) const {
+  std::vector<Info> infos;
   {
     std::lock_guard lock(mu_);
-    Stmt q(db_.get(), "SELECT key FROM snapshots ORDER BY id");
+    std::map<int64_t, size_t> index;
+    Stmt q(db_.get(),
+           "SELECT s.id, s.key, s.kind, s.created_ns, s.updated_ns, p.key FROM snapshots s "
+           "LEFT JOIN snapshots p ON p.id = s.parent_id ORDER BY s.id");
     OCIX_RETURN_IF_ERROR(q.status());
     while (true) {
       OCIX_ASSIGN_OR_RETURN(bool row, q.Step());
       if (!row) break;
-      keys.push_back(q.Text(0));
+      Info info;
+      info.name = q.Text(1);
+      info.kind = static_cast<Kind>(q.Int(2));
+      info.created_ns = q.Int(3);
+      info.updated_ns = q.Int(4);
+      info.parent = q.Text(5);
+      index[q.Int(0)] = infos.size();
+      infos.push_back(std::move(info));
+    }
+    Stmt l(db_.get(), "SELECT snapshot_id, key, value FROM labels");
+    OCIX_RETURN_IF_ERROR(l.status());
+    while (true) {
+      OCIX_ASSIGN_OR_RETURN(bool row, l.Step());
+      if (!row) break;
+      if (auto it = index.find(l.Int(0)); it != index.end()) infos[it->second].labels.emplace(l.Text(1), l.Text(2));
     }
   }
-  // Each snapshot is read on its own; one removed meanwhile is skipped.
-  for (const std::string& key : keys) {
-    auto s = Get(key);
-    auto info = GetInfo(key);
-    if (!s.ok() || !info.ok()) {
-      const Status& st = !s.ok() ? s.status() : info.status();
-      if (st.code() == core::Code::kNotFound) continue;
-      return st;
-    }
-    fn(*s, *info);
-  }
+  for (const Info& info : infos) fn(info);
   return {};
+}
+
+Result<std::vector<std::string>> Metadata::RemoteKeys() const {
+  std::lock_guard lock(mu_);
+  Stmt q(db_.get(), "SELECT s.key FROM snapshots s JOIN remote r ON r.snapshot_id = s.id ORDER BY s.id");
+  OCIX_RETURN_IF_ERROR(q.status());
+  std::vector<std::string> keys;
+  while (true) {
+    OCIX_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    keys.push_back(q.Text(0));
+  }
+  return keys;
+}
+
+Result<std::set<std::string>> Metadata::TocDigests() const {
+  std::lock_guard lock(mu_);
+  Stmt q(db_.get(), "SELECT DISTINCT toc_digest FROM remote");
+  OCIX_RETURN_IF_ERROR(q.status());
+  std::set<std::string> out;
+  while (true) {
+    OCIX_ASSIGN_OR_RETURN(bool row, q.Step());
+    if (!row) break;
+    out.insert(q.Text(0));
+  }
+  return out;
 }
 
 Result<std::optional<RemoteLayer>> Metadata::GetRemote(int64_t id) const {

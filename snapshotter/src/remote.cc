@@ -1,6 +1,7 @@
 #include "ocix/snapshotter/remote.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -85,19 +86,38 @@ Result<std::optional<LayerLocation>> LocateLayer(const Labels& labels) {
   return std::optional<LayerLocation>(std::move(where));
 }
 
-struct RemoteLayers::Mounted {
-  std::unique_ptr<fuse::LayerFs> fs;
-  std::thread prefetcher;
-  Usage usage;
-  ~Mounted() {
-    if (fs) fs->Unmount();  // also stops the prefetcher
-    if (prefetcher.joinable()) prefetcher.join();
-  }
-};
+RemoteLayers::Layer::~Layer() {
+  if (fs) fs->Unmount();  // also stops the prefetcher
+  if (prefetcher.joinable()) prefetcher.join();
+}
 
 RemoteLayers::RemoteLayers(Options options) : options_(std::move(options)) {}
 
-RemoteLayers::~RemoteLayers() { UnmountAll(); }
+RemoteLayers::~RemoteLayers() {
+  {
+    std::lock_guard lock(trim_mu_);
+    stopping_ = true;
+  }
+  trim_cv_.notify_all();
+  if (trimmer_.joinable()) trimmer_.join();
+  UnmountAll();
+}
+
+void RemoteLayers::TrimLoop() {
+  const uint64_t max = options_.config.cache_max_bytes;
+  const uint64_t low = max / 10 * 9;  // trim below the limit, not to it, so it does not run every round
+  std::unique_lock lock(trim_mu_);
+  while (!trim_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return stopping_; })) {
+    lock.unlock();
+    auto r = store_->Trim(max, low);
+    if (!r.ok()) {
+      spdlog::warn("cache trim: {}", r.status().ToString());
+    } else if (*r > 0) {
+      spdlog::info("cache trim: evicted {} chunks to stay under {} bytes", *r, max);
+    }
+    lock.lock();
+  }
+}
 
 Result<std::unique_ptr<RemoteLayers>> RemoteLayers::Open(Options options) {
   std::unique_ptr<RemoteLayers> r(new RemoteLayers(std::move(options)));
@@ -107,6 +127,7 @@ Result<std::unique_ptr<RemoteLayers>> RemoteLayers::Open(Options options) {
   core::ChunkStore::Options so;
   so.root = r->options_.config.cache_dir;
   OCIX_ASSIGN_OR_RETURN(r->store_, core::ChunkStore::Open(so));
+  if (r->options_.config.cache_max_bytes > 0) r->trimmer_ = std::thread([p = r.get()] { p->TrimLoop(); });
   r->prefetch_slots_ =
       std::make_unique<std::counting_semaphore<>>(std::max(1, r->options_.config.prefetch_max_in_flight));
   return r;
@@ -121,7 +142,8 @@ Result<fuse::TocPayload> RemoteLayers::FetchToc(const LayerLocation& where) {
 Status RemoteLayers::KeepToc(const fuse::TocPayload& toc) {
   const std::string path = options_.toc_dir + "/" + TocFileName(toc.footer.TocDigest());
   if (std::filesystem::exists(path)) return {};
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid());
+  // Unique per call: two Prepares of layers sharing a TOC may write at once.
+  const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(++temp_counter_);
   core::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd.valid()) return core::ErrnoError("create " + tmp, errno);
   std::string_view rest = toc.payload;
@@ -140,6 +162,10 @@ Status RemoteLayers::KeepToc(const fuse::TocPayload& toc) {
     ::unlink(tmp.c_str());
     return s;
   }
+  // The metadata row that names this file is committed durably next; the
+  // file's name must be durable first.
+  core::UniqueFd dir(::open(options_.toc_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir.valid() || ::fsync(dir.get()) != 0) return core::ErrnoError("fsync " + options_.toc_dir, errno);
   return {};
 }
 
@@ -176,8 +202,8 @@ Result<fuse::TocPayload> RemoteLayers::LoadToc(const RemoteLayer& layer) const {
   return fuse::TocPayload{*footer, std::move(ss).str()};
 }
 
-Status RemoteLayers::Mount(int64_t id, const RemoteLayer& layer, const fuse::TocPayload* toc,
-                           const std::string& mountpoint, const std::vector<int64_t>& lowers) {
+Result<std::unique_ptr<RemoteLayers::Layer>> RemoteLayers::Load(const RemoteLayer& layer, const fuse::TocPayload* toc,
+                                                                const std::vector<int64_t>& lowers) {
   fuse::TocPayload loaded;
   if (toc == nullptr) {
     OCIX_ASSIGN_OR_RETURN(loaded, LoadToc(layer));
@@ -194,21 +220,23 @@ Status RemoteLayers::Mount(int64_t id, const RemoteLayer& layer, const fuse::Toc
 
   fuse::LayerFsOptions o;
   o.fsname = "ocix-" + layer.layer_digest.substr(7, 12);
-  {
-    std::vector<const core::Manifest*> lower_manifests;
-    std::lock_guard lock(mu_);
-    for (int64_t l : lowers)
-      if (auto it = mounted_.find(l); it != mounted_.end()) lower_manifests.push_back(&it->second->fs->manifest());
-    // Used only while Create indexes the tree, when the lowers are mounted
-    // (a parent cannot be removed while it has children).
-    o.lower_dir = [lower_manifests](std::string_view path) { return fuse::FindLowerDir(lower_manifests, path); };
-  }
-  auto m = std::make_unique<Mounted>();
+  // The lower layers' manifests are read only while Create indexes the tree;
+  // the lock keeps them mounted (and alive) for that long.
+  std::lock_guard lock(mu_);
+  std::vector<const core::Manifest*> lower_manifests;
+  for (int64_t l : lowers)
+    if (auto it = mounted_.find(l); it != mounted_.end()) lower_manifests.push_back(&it->second->fs->manifest());
+  o.lower_dir = [lower_manifests](std::string_view path) { return fuse::FindLowerDir(lower_manifests, path); };
+  auto m = std::make_unique<Layer>();
   for (const core::Entry& e : t.manifest.entries) {
     ++m->usage.inodes;
     if (e.type == core::FileType::kRegular) m->usage.size += static_cast<int64_t>(e.size);
   }
   OCIX_ASSIGN_OR_RETURN(m->fs, fuse::LayerFs::Create(std::move(t), *store_, std::move(blob), o));
+  return m;
+}
+
+Status RemoteLayers::Attach(int64_t id, std::unique_ptr<Layer> m, const std::string& mountpoint) {
   // A daemon killed with -9 leaves its FUSE mount behind, dead (ENOTCONN).
   ::umount2(mountpoint.c_str(), MNT_DETACH);
   std::error_code ec;
@@ -226,8 +254,26 @@ Status RemoteLayers::Mount(int64_t id, const RemoteLayer& layer, const fuse::Toc
   return {};
 }
 
+Status RemoteLayers::Mount(int64_t id, const RemoteLayer& layer, const fuse::TocPayload* toc,
+                           const std::string& mountpoint, const std::vector<int64_t>& lowers) {
+  OCIX_ASSIGN_OR_RETURN(auto m, Load(layer, toc, lowers));
+  return Attach(id, std::move(m), mountpoint);
+}
+
+void RemoteLayers::ForgetTocsExcept(const std::set<std::string>& keep) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> doomed;
+  for (const auto& e : std::filesystem::directory_iterator(options_.toc_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    bool kept = false;
+    for (const std::string& d : keep) kept = kept || name == TocFileName(d);
+    if (!kept) doomed.push_back(e.path());
+  }
+  for (const auto& p : doomed) std::filesystem::remove(p, ec);
+}
+
 void RemoteLayers::Unmount(int64_t id) {
-  std::unique_ptr<Mounted> m;
+  std::unique_ptr<Layer> m;
   {
     std::lock_guard lock(mu_);
     auto it = mounted_.find(id);
@@ -246,7 +292,7 @@ void RemoteLayers::Unmount(int64_t id) {
 }
 
 void RemoteLayers::UnmountAll() {
-  std::map<int64_t, std::unique_ptr<Mounted>> all;
+  std::map<int64_t, std::unique_ptr<Layer>> all;
   {
     std::lock_guard lock(mu_);
     all.swap(mounted_);

@@ -1,6 +1,8 @@
 #include "ocix/snapshotter/snapshotter.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,6 +78,13 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(Options options) {
   if (ec) return core::IoError("create " + s->options_.root + ": " + ec.message());
   OCIX_RETURN_IF_ERROR(MakeDir(s->options_.root, 0700));
   OCIX_RETURN_IF_ERROR(MakeDir(s->options_.root + "/snapshots", 0700));
+  // Two daemons on one root would share the database and detach each
+  // other's FUSE mounts.
+  const std::string lock_path = s->options_.root + "/lock";
+  s->root_lock_ = core::UniqueFd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!s->root_lock_.valid()) return core::ErrnoError("open " + lock_path, errno);
+  if (::flock(s->root_lock_.get(), LOCK_EX | LOCK_NB) != 0)
+    return core::FailedPrecondition("another ocix-snapshotter uses " + s->options_.root);
   // As containerd does: without index=off, overlayfs refuses a lower layer
   // it saw under another upper (and our FUSE lowers are mounted afresh).
   if (fs::exists("/sys/module/overlay/parameters/index")) s->overlay_options_.push_back("index=off");
@@ -86,6 +95,8 @@ Result<std::unique_ptr<Snapshotter>> Snapshotter::Open(Options options) {
   ro.on_fetch = s->options_.on_fetch;
   OCIX_ASSIGN_OR_RETURN(s->remote_, RemoteLayers::Open(std::move(ro)));
   s->Restore();
+  // Directories and TOCs a crash left behind.
+  if (Status c = s->Cleanup(); !c.ok()) spdlog::warn("cleanup at start: {}", c.ToString());
   return s;
 }
 
@@ -98,21 +109,37 @@ std::vector<int64_t> Snapshotter::RemoteLowers(const std::vector<int64_t>& paren
 
 void Snapshotter::Restore() {
   int restored = 0, failed = 0;
-  Status walk = meta_->Walk([&](const Snapshot& s, const Info& info) {
-    if (!s.remote) return;
-    auto layer = meta_->GetRemote(s.id);
+  auto keys = meta_->RemoteKeys();
+  if (!keys.ok()) {
+    spdlog::error("restore: {}", keys.status().ToString());
+    return;
+  }
+  for (const std::string& key : *keys) {  // parents first: ids grow
+    auto s = meta_->Get(key);
+    if (!s.ok()) continue;
+    auto layer = meta_->GetRemote(s->id);
     Status st = !layer.ok() ? layer.status()
                 : !*layer   ? core::Internal("remote record missing")
-                            : remote_->Mount(s.id, **layer, nullptr, FsDir(s.id), RemoteLowers(s.parent_ids));
+                            : remote_->Mount(s->id, **layer, nullptr, FsDir(s->id), RemoteLowers(s->parent_ids));
     if (st.ok()) {
       ++restored;
     } else {
       ++failed;
-      spdlog::error("remount remote snapshot {} (id {}): {}", info.name, s.id, st.ToString());
+      spdlog::error("remount remote snapshot {} (id {}): {}", key, s->id, st.ToString());
+      std::lock_guard lock(unavailable_mu_);
+      unavailable_[s->id] = st.ToString();
     }
-  });
-  if (!walk.ok()) spdlog::error("restore: {}", walk.ToString());
+  }
   if (restored + failed > 0) spdlog::info("remounted {} remote layers ({} failed)", restored, failed);
+}
+
+Status Snapshotter::CheckChain(const std::vector<int64_t>& ids) const {
+  std::lock_guard lock(unavailable_mu_);
+  for (int64_t id : ids)
+    if (auto it = unavailable_.find(id); it != unavailable_.end())
+      return core::Unavailable("remote layer (id " + std::to_string(id) + ") is not mounted: " + it->second +
+                               "; remove the image and pull it again");
+  return {};
 }
 
 std::vector<MountSpec> Snapshotter::MountsFor(const Snapshot& s) const {
@@ -139,6 +166,21 @@ std::vector<MountSpec> Snapshotter::MountsFor(const Snapshot& s) const {
 
 Result<std::vector<MountSpec>> Snapshotter::CreateLocal(Kind kind, const std::string& key, const std::string& parent,
                                                         const Labels& labels) {
+  // The new upper dir's root takes its owner from the layer below, so the
+  // container's / keeps it (as containerd's overlayfs does). Stat'ed before
+  // the metadata lock: the layer below may be a FUSE mount.
+  std::optional<std::pair<uid_t, gid_t>> owner;
+  if (!parent.empty()) {
+    auto p = meta_->Get(parent);
+    if (p.ok()) {
+      std::vector<int64_t> chain{p->id};
+      chain.insert(chain.end(), p->parent_ids.begin(), p->parent_ids.end());
+      OCIX_RETURN_IF_ERROR(CheckChain(chain));
+      struct stat st {};
+      if (kind == Kind::kActive && ::stat(FsDir(p->id).c_str(), &st) == 0) owner = {st.st_uid, st.st_gid};
+    }
+  }
+  std::shared_lock dirs(dirs_mu_);
   std::string created;
   auto s = meta_->Create(kind, key, parent, labels, NowNs(), std::nullopt, [&](const Snapshot& snap) -> Status {
     const std::string dir = Dir(snap.id);
@@ -148,15 +190,8 @@ Result<std::vector<MountSpec>> Snapshotter::CreateLocal(Kind kind, const std::st
     OCIX_RETURN_IF_ERROR(MakeDir(dir + "/fs", 0755));
     if (kind == Kind::kActive) {
       OCIX_RETURN_IF_ERROR(MakeDir(dir + "/work", 0711));
-      if (!snap.parent_ids.empty()) {
-        // The new upper dir's root takes its owner from the layer below, so
-        // the container's / keeps it (as containerd's overlayfs does).
-        struct stat st {};
-        const std::string below = FsDir(snap.parent_ids[0]);
-        if (::stat(below.c_str(), &st) != 0) return core::ErrnoError("stat " + below, errno);
-        if (::lchown((dir + "/fs").c_str(), st.st_uid, st.st_gid) != 0)
-          return core::ErrnoError("chown " + dir + "/fs", errno);
-      }
+      if (owner && ::lchown((dir + "/fs").c_str(), owner->first, owner->second) != 0)
+        return core::ErrnoError("chown " + dir + "/fs", errno);
     }
     return {};
   });
@@ -172,7 +207,10 @@ Status Snapshotter::PrepareRemote(const std::string& target, const std::string& 
   {
     std::unique_lock lock(preparing_mu_);
     preparing_cv_.wait(lock, [&] { return !preparing_.contains(target); });
-    if (meta_->Get(target).ok()) return core::AlreadyExists("target snapshot " + target + " already exists");
+    if (auto info = meta_->GetInfo(target); info.ok())
+      return info->kind == Kind::kCommitted && info->parent == parent
+                 ? core::AlreadyExists("target snapshot " + target + " already exists")
+                 : core::FailedPrecondition("target " + target + " exists with another parent or kind");
     preparing_.insert(target);
   }
   struct Done {
@@ -187,8 +225,19 @@ Status Snapshotter::PrepareRemote(const std::string& target, const std::string& 
 
   auto start = std::chrono::steady_clock::now();
   OCIX_ASSIGN_OR_RETURN(fuse::TocPayload toc, remote_->FetchToc(where));
-  OCIX_RETURN_IF_ERROR(remote_->KeepToc(toc));
   RemoteLayer layer = RemoteLayers::Describe(where, toc);
+  // Decoding and indexing happen here, without the metadata lock.
+  std::vector<int64_t> lowers;
+  if (!parent.empty()) {
+    OCIX_ASSIGN_OR_RETURN(Snapshot p, meta_->Get(parent));
+    std::vector<int64_t> chain{p.id};
+    chain.insert(chain.end(), p.parent_ids.begin(), p.parent_ids.end());
+    OCIX_RETURN_IF_ERROR(CheckChain(chain));
+    lowers = RemoteLowers(chain);
+  }
+  OCIX_ASSIGN_OR_RETURN(auto loaded, remote_->Load(layer, &toc, lowers));
+  std::shared_lock dirs(dirs_mu_);
+  OCIX_RETURN_IF_ERROR(remote_->KeepToc(toc));
   int64_t mounted_id = -1;
   std::string created;
   auto s = meta_->Create(Kind::kCommitted, target, parent, labels, NowNs(), layer, [&](const Snapshot& snap) -> Status {
@@ -196,7 +245,7 @@ Status Snapshotter::PrepareRemote(const std::string& target, const std::string& 
     RemoveTree(dir);
     OCIX_RETURN_IF_ERROR(MakeDir(dir, 0700));
     created = dir;
-    OCIX_RETURN_IF_ERROR(remote_->Mount(snap.id, layer, &toc, FsDir(snap.id), RemoteLowers(snap.parent_ids)));
+    OCIX_RETURN_IF_ERROR(remote_->Attach(snap.id, std::move(loaded), FsDir(snap.id)));
     mounted_id = snap.id;
     return {};
   });
@@ -215,8 +264,13 @@ Result<std::vector<MountSpec>> Snapshotter::Prepare(const std::string& key, cons
                                                     const Labels& labels) {
   if (auto t = labels.find(std::string(kLabelTargetRef)); t != labels.end() && !t->second.empty()) {
     const std::string& target = t->second;
-    if (meta_->Get(target).ok()) return core::AlreadyExists("target snapshot " + target + " already exists");
-    auto where = LocateLayer(labels);
+    // containerd then looks the target up by its ref label and parent: only
+    // a committed target on the same parent can stand in for this layer.
+    auto existing = meta_->GetInfo(target);
+    if (existing.ok() && existing->kind == Kind::kCommitted && existing->parent == parent)
+      return core::AlreadyExists("target snapshot " + target + " already exists");
+    auto where =
+        existing.ok() ? Result<std::optional<LayerLocation>>(std::optional<LayerLocation>()) : LocateLayer(labels);
     if (!where.ok()) {
       spdlog::warn("prepare {}: {}; preparing it normally", key, where.status().ToString());
     } else if (*where) {
@@ -238,6 +292,7 @@ Result<std::vector<MountSpec>> Snapshotter::View(const std::string& key, const s
 
 Result<std::vector<MountSpec>> Snapshotter::Mounts(const std::string& key) {
   OCIX_ASSIGN_OR_RETURN(Snapshot s, meta_->GetActive(key));
+  OCIX_RETURN_IF_ERROR(CheckChain(s.parent_ids));
   return MountsFor(s);
 }
 
@@ -254,23 +309,17 @@ Status Snapshotter::Commit(const std::string& name, const std::string& key, cons
 }
 
 Status Snapshotter::Remove(const std::string& key) {
-  std::string doomed;
-  int64_t doomed_id = -1;
-  auto r = meta_->Remove(key, [&](const Snapshot& s) -> Status {
-    if (s.remote) remote_->Unmount(s.id);
-    // Renamed inside the transaction so a crash never leaves a directory
-    // that looks live; deleted after the commit.
-    const std::string from = Dir(s.id), to = options_.root + "/snapshots/rm-" + std::to_string(s.id);
-    if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) return core::ErrnoError("rename " + from, errno);
-    doomed = to;
-    doomed_id = s.id;
-    return {};
-  });
-  if (!r.ok()) {
-    if (!doomed.empty()) ::rename(doomed.c_str(), Dir(doomed_id).c_str());
-    return r.status();
+  std::shared_lock dirs(dirs_mu_);
+  // The row goes first (as containerd does); the mount and directory after,
+  // without the metadata lock (unmounting waits for the FUSE session). A
+  // crash in between leaves a directory no row owns, which Cleanup removes.
+  OCIX_ASSIGN_OR_RETURN(Snapshot s, meta_->Remove(key));
+  if (s.remote) remote_->Unmount(s.id);
+  {
+    std::lock_guard lock(unavailable_mu_);
+    unavailable_.erase(s.id);
   }
-  if (!doomed.empty()) RemoveTree(doomed);
+  RemoveTree(Dir(s.id));
   return {};
 }
 
@@ -281,7 +330,7 @@ Result<Info> Snapshotter::Update(const Info& info, const std::vector<std::string
 }
 
 Status Snapshotter::Walk(const Filter& filter, const std::function<void(const Info&)>& fn) {
-  return meta_->Walk([&](const Snapshot&, const Info& info) {
+  return meta_->Walk([&](const Info& info) {
     auto adaptor = [&info](std::span<const std::string> path) -> std::optional<std::string> {
       if (path.empty()) return std::nullopt;
       if (path[0] == "name") return info.name;
@@ -312,8 +361,7 @@ Result<Usage> Snapshotter::GetUsage(const std::string& key) {
 }
 
 Status Snapshotter::Cleanup() {
-  // Directories first, ids second: a snapshot being created while we list
-  // is committed by the time Ids() gets the metadata lock, so it is kept.
+  std::unique_lock dirs(dirs_mu_);
   std::error_code ec;
   std::vector<fs::path> found;
   for (const auto& e : fs::directory_iterator(options_.root + "/snapshots", ec)) found.push_back(e.path());
@@ -328,6 +376,8 @@ Status Snapshotter::Cleanup() {
     spdlog::info("cleanup: removing {}", d);
     RemoveTree(d);
   }
+  OCIX_ASSIGN_OR_RETURN(std::set<std::string> tocs, meta_->TocDigests());
+  remote_->ForgetTocsExcept(tocs);
   return {};
 }
 

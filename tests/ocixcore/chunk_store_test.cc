@@ -3,6 +3,7 @@
 // the file and registry BlobReaders.
 #include "ocix/core/store/chunk_store.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -583,6 +584,47 @@ TEST(RegistryBlobReader, DescribesAndIsSafeToShare) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(invalid.load(), 16);
+}
+
+}  // namespace
+}  // namespace ocix::core
+
+namespace ocix::core {
+namespace {
+
+TEST(ChunkStore, TrimEvictsLeastRecentlyUsedDownToTheLowWaterMark) {
+  TempDir dir;
+  TestBlob b = MakeBlob({4000, 4000, 4000, 4000});
+  FakeBlob blob(b.data);
+  auto store = OpenStore(dir.dir());
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->Ensure(blob, b.refs).ok());
+  // Ages: chunk 2 used most recently, chunk 0 longest ago.
+  const int64_t base = 1'700'000'000;
+  const int order[4] = {0, 3, 1, 2};
+  for (int rank = 0; rank < 4; ++rank) {
+    timespec times[2] = {{base + rank * 10, 0}, {base + rank * 10, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, store->PathOf(b.refs[order[rank]].digest).c_str(), times, 0), 0);
+  }
+  auto none = store->Trim(16000, 8000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, 0u);  // at the limit: nothing to do
+
+  auto r = store->Trim(12000, 8000);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 2u);
+  EXPECT_FALSE(store->Has(b.refs[0].digest));
+  EXPECT_FALSE(store->Has(b.refs[3].digest));
+  EXPECT_TRUE(store->Has(b.refs[1].digest));
+  EXPECT_TRUE(store->Has(b.refs[2].digest));
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.entries, 2u);
+  EXPECT_EQ(st.bytes, 8000u);
+  EXPECT_EQ(st.evicted, 2u);
+
+  // An evicted chunk is fetched again on demand.
+  ASSERT_TRUE(store->Ensure(blob, std::span(b.refs).first(1)).ok());
+  EXPECT_EQ(ReadFile(store->PathOf(b.refs[0].digest)), b.contents[0]);
 }
 
 }  // namespace

@@ -157,6 +157,50 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
   return store;
 }
 
+Result<uint64_t> ChunkStore::Trim(uint64_t max_bytes, uint64_t low_water_bytes) {
+  {
+    std::lock_guard lock(mu_);
+    if (stats_.bytes <= max_bytes) return uint64_t{0};
+  }
+  struct Candidate {
+    int64_t used_ns;
+    uint64_t size;
+    fs::path path;
+  };
+  std::vector<Candidate> all;
+  uint64_t total = 0;
+  const fs::path chunks = fs::path(options_.root) / "chunks";
+  for (unsigned i = 0; i < 256; ++i) {
+    const std::string shard = ShardName(i);
+    std::error_code ec;
+    for (fs::directory_iterator it(chunks / shard, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (!IsEntryName(name, shard)) continue;
+      struct stat st {};
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      auto ns = [](const timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
+      all.push_back({std::max(ns(st.st_atim), ns(st.st_mtim)), static_cast<uint64_t>(st.st_size), it->path()});
+      total += static_cast<uint64_t>(st.st_size);
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const Candidate& a, const Candidate& b) { return a.used_ns < b.used_ns; });
+  uint64_t removed = 0, removed_bytes = 0;
+  for (const Candidate& c : all) {
+    if (total - removed_bytes <= low_water_bytes) break;
+    if (::unlink(c.path.c_str()) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoError("chunk store: evict " + c.path.string(), errno);
+    }
+    ++removed;
+    removed_bytes += c.size;
+  }
+  std::lock_guard lock(mu_);
+  stats_.entries -= std::min(stats_.entries, removed);
+  stats_.bytes -= std::min(stats_.bytes, removed_bytes);
+  stats_.evicted += removed;
+  return removed;
+}
+
 std::string ChunkStore::PathOf(const Digest& d) const {
   const std::string hex = d.Hex();
   return options_.root + "/chunks/" + hex.substr(0, 2) + "/" + hex;

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -100,8 +101,13 @@ class Metadata {
   core::Result<Snapshot> Remove(const std::string& key,
                                 const std::function<core::Status(const Snapshot&)>& remove = {});
   core::Result<Usage> GetUsage(const std::string& key) const;
-  // Every snapshot, in id order (parents before children).
-  core::Status Walk(const std::function<void(const Snapshot&, const Info&)>& fn) const;
+  // Every snapshot's info, in id order (parents before children), read in
+  // one consistent view; fn runs after the lock is released.
+  core::Status Walk(const std::function<void(const Info&)>& fn) const;
+  // Keys of the remote snapshots, in id order.
+  core::Result<std::vector<std::string>> RemoteKeys() const;
+  // TOC digests the remote snapshots refer to.
+  core::Result<std::set<std::string>> TocDigests() const;
   core::Result<std::optional<RemoteLayer>> GetRemote(int64_t id) const;
   // Ids of every snapshot (to find directories nothing owns).
   core::Result<std::vector<int64_t>> Ids() const;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <semaphore>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -73,11 +75,26 @@ class RemoteLayers {
   // What the metadata records for a layer (annotations carry the footer).
   static RemoteLayer Describe(const LayerLocation& where, const fuse::TocPayload& toc);
 
-  // Mounts layer `id` at mountpoint from a TOC (fetched, or read back from
-  // toc_dir when `toc` is null: no registry contact). `lowers` are the remote
-  // layers below, nearest first (for implied directories' attributes).
+  // A layer's filesystem, indexed and ready to mount (the slow part: TOC
+  // decode and indexing), so callers can do it before taking locks.
+  struct Layer {
+    std::unique_ptr<fuse::LayerFs> fs;
+    std::thread prefetcher;
+    Usage usage;
+    ~Layer();  // unmounts, then joins the prefetcher
+  };
+  // From a TOC (fetched, or read back from toc_dir when `toc` is null: no
+  // registry contact). `lowers` are the mounted remote layers below, nearest
+  // first (for implied directories' attributes).
+  core::Result<std::unique_ptr<Layer>> Load(const RemoteLayer& layer, const fuse::TocPayload* toc,
+                                            const std::vector<int64_t>& lowers);
+  // Mounts a loaded layer as layer `id` at mountpoint and starts its prefetch.
+  core::Status Attach(int64_t id, std::unique_ptr<Layer> layer, const std::string& mountpoint);
+  // Load + Attach.
   core::Status Mount(int64_t id, const RemoteLayer& layer, const fuse::TocPayload* toc, const std::string& mountpoint,
                      const std::vector<int64_t>& lowers);
+  // Deletes kept TOCs (and temp files) whose digest is not in `keep`.
+  void ForgetTocsExcept(const std::set<std::string>& keep);
   // Unmounts layer id (no-op if not mounted).
   void Unmount(int64_t id);
   void UnmountAll();
@@ -89,16 +106,23 @@ class RemoteLayers {
   core::StoreStats store_stats() const { return store_->stats(); }
 
  private:
-  struct Mounted;
   explicit RemoteLayers(Options options);
   core::Result<fuse::TocPayload> LoadToc(const RemoteLayer& layer) const;
 
+  // Keeps the cache under config.cache_max_bytes (when set), every 10 s.
+  void TrimLoop();
+
   Options options_;
   std::unique_ptr<core::ChunkStore> store_;
+  std::mutex trim_mu_;
+  std::condition_variable trim_cv_;
+  bool stopping_ = false;  // GUARDED_BY(trim_mu_)
+  std::thread trimmer_;
   std::unique_ptr<std::counting_semaphore<>> prefetch_slots_;
   mutable std::mutex mu_;
-  std::map<int64_t, std::unique_ptr<Mounted>> mounted_;  // GUARDED_BY(mu_)
-  RemoteStats retired_;                                  // counters of layers unmounted since start, GUARDED_BY(mu_)
+  std::map<int64_t, std::unique_ptr<Layer>> mounted_;  // GUARDED_BY(mu_)
+  std::atomic<uint64_t> temp_counter_{0};
+  RemoteStats retired_;  // counters of layers unmounted since start, GUARDED_BY(mu_)
 };
 
 }  // namespace ocix::snapshotter

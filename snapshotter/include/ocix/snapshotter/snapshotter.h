@@ -21,13 +21,16 @@
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
 #include "ocix/config/config.h"
+#include "ocix/core/unique_fd.h"
 #include "ocix/snapshotter/filter.h"
 #include "ocix/snapshotter/metadata.h"
 #include "ocix/snapshotter/remote.h"
@@ -81,9 +84,18 @@ class Snapshotter {
   std::string FsDir(int64_t id) const { return Dir(id) + "/fs"; }
   std::vector<int64_t> RemoteLowers(const std::vector<int64_t>& parent_ids);
   void Restore();
+  // Unavailable when a layer of the chain is a remote layer that could not
+  // be mounted again after a restart (its directory would be empty).
+  core::Status CheckChain(const std::vector<int64_t>& ids) const;
 
   Options options_;
+  core::UniqueFd root_lock_;                  // flock: one daemon per root
   std::vector<std::string> overlay_options_;  // e.g. index=off
+  // Held shared by calls that create or delete snapshot directories and
+  // TOCs, exclusively by Cleanup, so it never deletes one being made.
+  std::shared_mutex dirs_mu_;
+  mutable std::mutex unavailable_mu_;
+  std::map<int64_t, std::string> unavailable_;  // id -> why; GUARDED_BY(unavailable_mu_)
   std::unique_ptr<Metadata> meta_;
   std::unique_ptr<RemoteLayers> remote_;
   // Targets being prepared remotely: a second Prepare of the same layer waits.

@@ -54,6 +54,7 @@ struct StoreStats {
   uint64_t fetch_requests = 0;  // ReadRanges calls
   uint64_t corrupt_chunks = 0;  // frames that failed verification (never stored)
   uint64_t fetch_errors = 0;    // failed ReadRanges calls
+  uint64_t evicted = 0;         // entries removed by Trim
 };
 
 class ChunkStore {
@@ -119,6 +120,14 @@ class ChunkStore {
 
   // root/chunks/<2 hex>/<64 hex>.
   std::string PathOf(const Digest& d) const;
+
+  // Keeps the cache within a size: when the stored bytes exceed max_bytes,
+  // deletes entries, least recently used first (by access time, which the
+  // kernel updates coarsely under relatime, then by write time), until at
+  // most low_water_bytes remain. Returns the number removed. A chunk removed
+  // while a reader has it open stays readable for that reader; a later read
+  // fetches it again. Safe to call concurrently with everything else.
+  Result<uint64_t> Trim(uint64_t max_bytes, uint64_t low_water_bytes);
 
   // Frames fetched per ReadRanges call are capped at this many compressed
   // bytes (at least one frame per call), bounding Ensure's memory.
