@@ -22,6 +22,7 @@
 #include "containerd/services/images/v1/images.grpc.pb.h"
 #include "containerd/services/leases/v1/leases.grpc.pb.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
+#include "ocix/core/containerd_labels.h"
 #include "ocix/core/sha256.h"
 
 namespace ocix::cli {
@@ -35,12 +36,6 @@ namespace snapshotsapi = containerd::services::snapshots::v1;
 
 namespace {
 
-constexpr std::string_view kSnapshotRefLabel = "containerd.io/snapshot.ref";
-constexpr std::string_view kInheritedLabelPrefix = "containerd.io/snapshot/";
-constexpr std::string_view kImageRefLabel = "containerd.io/snapshot/cri.image-ref";
-constexpr std::string_view kLayerDigestLabel = "containerd.io/snapshot/cri.layer-digest";
-constexpr std::string_view kManifestDigestLabel = "containerd.io/snapshot/cri.manifest-digest";
-constexpr std::string_view kImageLayersLabel = "containerd.io/snapshot/cri.image-layers";
 constexpr std::string_view kGcExpireLabel = "containerd.io/gc.expire";
 constexpr std::string_view kUncompressedLabel = "containerd.io/uncompressed";
 // Like containerd's own pull (Client.WithLease): long enough for any pull;
@@ -761,7 +756,7 @@ std::string ImageLayersLabel(const std::vector<Descriptor>& layers, size_t from)
   for (size_t i = from; i < layers.size(); ++i) {
     if (!IsLayerMediaType(layers[i].media_type)) continue;
     std::string item = (out.empty() ? "" : ",") + layers[i].digest;
-    if (kImageLayersLabel.size() + out.size() + item.size() > kMaxLabelBytes) break;
+    if (core::kLabelCriImageLayers.size() + out.size() + item.size() > kMaxLabelBytes) break;
     out += item;
   }
   return out;
@@ -774,7 +769,7 @@ std::map<std::string, std::string> SnapshotLabels(const std::string& image_ref, 
   // snapshots.FilterInheritedLabels: what the layer's annotations say for
   // snapshotters (OCIX layers carry containerd.io/snapshot/ocix/*).
   for (const auto& [k, v] : layers[i].annotations) {
-    if (k != kSnapshotRefLabel && !StartsWith(k, kInheritedLabelPrefix)) continue;
+    if (k != core::kLabelTargetRef && !StartsWith(k, core::kLabelInheritedPrefix)) continue;
     if (k.size() + v.size() > kMaxLabelBytes) {
       std::fprintf(stderr, "ocix: warning: layer %s: annotation %s is too long for a label; not passed on\n",
                    layers[i].digest.c_str(), k.c_str());
@@ -782,11 +777,11 @@ std::map<std::string, std::string> SnapshotLabels(const std::string& image_ref, 
     }
     out[k] = v;
   }
-  out[std::string(kImageRefLabel)] = image_ref;
-  out[std::string(kLayerDigestLabel)] = layers[i].digest;
-  out[std::string(kImageLayersLabel)] = ImageLayersLabel(layers, i);
-  out[std::string(kManifestDigestLabel)] = manifest_digest;
-  out[std::string(kSnapshotRefLabel)] = chain_id;
+  out[std::string(core::kLabelCriImageRef)] = image_ref;
+  out[std::string(core::kLabelCriLayerDigest)] = layers[i].digest;
+  out[std::string(core::kLabelCriImageLayers)] = ImageLayersLabel(layers, i);
+  out[std::string(core::kLabelCriManifestDigest)] = manifest_digest;
+  out[std::string(core::kLabelTargetRef)] = chain_id;
   return out;
 }
 

@@ -56,6 +56,15 @@ fuse::Prefetch ToPrefetch(config::PrefetchMode m) {
   return fuse::Prefetch::kNone;
 }
 
+void AddLayerStats(RemoteStats& r, const fuse::LayerFsStats& s) {
+  r.fuse_reads += s.reads;
+  r.fuse_read_bytes += s.read_bytes;
+  r.fuse_read_errors += s.read_errors;
+  r.fuse_lookups += s.lookups;
+  r.prefetched_chunks += s.prefetched_chunks;
+  r.prefetch_errors += s.prefetch_errors;
+}
+
 std::string TocFileName(std::string_view digest) { return std::string(digest.substr(digest.find(':') + 1)) + ".toc"; }
 
 }  // namespace
@@ -280,13 +289,7 @@ void RemoteLayers::Unmount(int64_t id) {
     if (it == mounted_.end()) return;
     m = std::move(it->second);
     mounted_.erase(it);
-    const auto& s = m->fs->stats();
-    retired_.fuse_reads += s.reads;
-    retired_.fuse_read_bytes += s.read_bytes;
-    retired_.fuse_read_errors += s.read_errors;
-    retired_.fuse_lookups += s.lookups;
-    retired_.prefetched_chunks += s.prefetched_chunks;
-    retired_.prefetch_errors += s.prefetch_errors;
+    AddLayerStats(retired_, m->fs->stats());
   }
   m.reset();  // unmounts outside the lock
 }
@@ -316,15 +319,7 @@ RemoteStats RemoteLayers::stats() const {
   std::lock_guard lock(mu_);
   RemoteStats r = retired_;
   r.mounted = mounted_.size();
-  for (const auto& [id, m] : mounted_) {
-    const auto& s = m->fs->stats();
-    r.fuse_reads += s.reads;
-    r.fuse_read_bytes += s.read_bytes;
-    r.fuse_read_errors += s.read_errors;
-    r.fuse_lookups += s.lookups;
-    r.prefetched_chunks += s.prefetched_chunks;
-    r.prefetch_errors += s.prefetch_errors;
-  }
+  for (const auto& [id, m] : mounted_) AddLayerStats(r, m->fs->stats());
   return r;
 }
 

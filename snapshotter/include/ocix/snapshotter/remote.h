@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ocix/config/config.h"
+#include "ocix/core/containerd_labels.h"
 #include "ocix/core/oci_layout.h"
 #include "ocix/core/registry/reference.h"
 #include "ocix/core/store/chunk_store.h"
@@ -28,13 +29,12 @@
 
 namespace ocix::snapshotter {
 
-// Labels of the remote-snapshot handshake.
-inline constexpr std::string_view kLabelTargetRef = "containerd.io/snapshot.ref";
-inline constexpr std::string_view kLabelCriImageRef = "containerd.io/snapshot/cri.image-ref";
-inline constexpr std::string_view kLabelCriLayerDigest = "containerd.io/snapshot/cri.layer-digest";
-inline constexpr std::string_view kLabelStargzRef = "containerd.io/snapshot/remote/stargz.reference";
-inline constexpr std::string_view kLabelStargzDigest = "containerd.io/snapshot/remote/stargz.digest";
-inline constexpr std::string_view kLabelStargzSize = "containerd.io/snapshot/remote/stargz.size";
+using core::kLabelCriImageRef;
+using core::kLabelCriLayerDigest;
+using core::kLabelStargzDigest;
+using core::kLabelStargzRef;
+using core::kLabelStargzSize;
+using core::kLabelTargetRef;
 
 // Where a layer lives, from Prepare's labels.
 struct LayerLocation {
