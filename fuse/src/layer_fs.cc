@@ -1,9 +1,11 @@
 #define FUSE_USE_VERSION 314
 #include "ocix/fuse/layer_fs.h"
 
+#include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -539,8 +541,23 @@ void LayerFs::Wait() {
 void LayerFs::Unmount() {
   stop_prefetch_ = true;
   if (session_ == nullptr) return;
+  // The connection's number, for aborting it below.
+  struct stat st {};
+  const bool have_dev = ::stat(mountpoint_.c_str(), &st) == 0;
   fuse_session_exit(session_);
   fuse_session_unmount(session_);  // the kernel ends the connection; the loop returns
+  // ...unless something still uses the mount (an overlay of a running
+  // container keeps a detached mount alive): then the loop would wait for
+  // requests forever. Aborting the connection (fusectl, where mounted) ends
+  // it; the users see errors, as they would once this process exits.
+  if (have_dev) {
+    const std::string abort_path = "/sys/fs/fuse/connections/" + std::to_string(minor(st.st_dev)) + "/abort";
+    int fd = ::open(abort_path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      [[maybe_unused]] ssize_t n = ::write(fd, "1", 1);
+      ::close(fd);
+    }
+  }
   Wait();
   fuse_session_destroy(session_);
   session_ = nullptr;

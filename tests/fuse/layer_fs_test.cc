@@ -1324,3 +1324,30 @@ TEST_F(ImageMountTest, FailureLeavesNothingMounted) {
 
 }  // namespace
 }  // namespace ocix::fuse
+
+namespace ocix::fuse {
+namespace {
+
+// A mount still in use (an open file; in production, an overlay of a running
+// container) stays alive after the lazy unmount; Unmount must still end the
+// session (by aborting the connection through fusectl) instead of hanging.
+TEST_F(LayerFsTest, UnmountWhileBusyEnds) {
+  const Layer l = Convert({F("busy", Pseudo(3 * kChunk, 7))});
+  LayerFs* fs = Mount(l, FileReader(l));
+  ASSERT_NE(fs, nullptr);
+  // systemd mounts fusectl at boot; where nothing did, do it as it would.
+  if (std::filesystem::is_empty("/sys/fs/fuse/connections"))
+    ::mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, nullptr);
+  if (std::filesystem::is_empty("/sys/fs/fuse/connections")) GTEST_SKIP() << "fusectl is not mounted";
+  const int fd = ::open(P("busy").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  auto start = std::chrono::steady_clock::now();
+  fs->Unmount();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  char b = 0;
+  EXPECT_LT(::pread(fd, &b, 1, 0), 0);  // the connection is gone: an error, not a hang
+  ::close(fd);
+}
+
+}  // namespace
+}  // namespace ocix::fuse
