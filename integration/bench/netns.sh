@@ -366,7 +366,7 @@ netns_tx_bytes() {
 # Sum of the response sizes of the combined-format access log
 # (`"GET /v2/... HTTP/1.1" 206 1234 ...`); HEAD requests have none.
 netns_registry_log_bytes() {
-  awk '$0 ~ /"(GET|HEAD) \/v2\// { for (i = 1; i < NF; i++) if ($i ~ /HTTP\/[0-9.]+"$/) { if ($(i+2) ~ /^[0-9]+$/) s += $(i+2); break } } END { printf "%d\n", s }' \
+  awk '$0 ~ /"(GET|HEAD) \/v2\// { for (i = 1; i < NF; i++) if ($i ~ /HTTP\/[0-9.]+"$/) { if ($(i+2) ~ /^[0-9]+$/) s += $(i+2); break } } END { printf "%.0f\n", s }' \
     "$NETNS_REGISTRY_DIR/access.log"
 }
 
