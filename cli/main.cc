@@ -17,6 +17,7 @@
 
 #include "image_refs.h"
 #include "mount.h"
+#include "ocix/core/atomic_file.h"
 #include "ocix/core/codec.h"
 #include "ocix/core/convert.h"
 #include "ocix/core/layer_builder.h"
@@ -42,32 +43,9 @@ Status WriteOutput(const std::string& path, const std::string& data) {
       return ErrnoError("write stdout", errno);
     return Status::Ok();
   }
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create " + tmp, errno);
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return ErrnoError("write " + tmp, err);
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("flush " + tmp, err);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return ErrnoError("rename to " + path, err);
-  }
-  return Status::Ok();
+  AtomicWriteOptions o;
+  o.sync = true;
+  return WriteFileAtomic(path, data, o);
 }
 
 Result<std::string> ReadInput(const std::string& path) {

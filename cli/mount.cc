@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "ocix/core/atomic_file.h"
 #include "ocix/core/registry/blob_reader.h"
 #include "ocix/core/sha256.h"
 #include "ocix/fuse/image_mount.h"
@@ -37,16 +38,7 @@ Result<std::string> StateDirFor(const std::string& state_root, const std::string
   return state_root + "/" + Sha256::OciDigest(real.string()).substr(7, 16);
 }
 
-Status WriteJson(const std::string& path, const json& j) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(1) << "\n";
-    if (!out) return IoError("write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoError("rename " + tmp, errno);
-  return Status::Ok();
-}
+Status WriteJson(const std::string& path, const json& j) { return WriteFileAtomic(path, j.dump(1) + "\n"); }
 
 Result<json> ReadJson(const std::string& path) {
   std::ifstream in(path);

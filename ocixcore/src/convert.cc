@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ocix/core/convert.h"
+
+#include "ocix/core/atomic_file.h"
 #include "ocix/core/oci_json.h"
 #include "ocix/core/sha256.h"
 
@@ -34,21 +36,6 @@ Descriptor DescribeJson(std::string_view media_type, const std::string& body) {
   d.digest = Sha256::OciDigest(body);
   d.size = static_cast<int64_t>(body.size());
   return d;
-}
-
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(data.data(), static_cast<std::streamsize>(data.size()));
-    if (!out) return IoError("write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    return ErrnoError("rename to " + path, err);
-  }
-  return Status::Ok();
 }
 
 class LayoutSource final : public ImageSource {

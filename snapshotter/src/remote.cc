@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ocix/core/atomic_file.h"
 #include "ocix/core/ocix_layer.h"
 #include "ocix/core/registry/blob_reader.h"
 #include "ocix/core/unique_fd.h"
@@ -151,31 +152,13 @@ Result<fuse::TocPayload> RemoteLayers::FetchToc(const LayerLocation& where) {
 Status RemoteLayers::KeepToc(const fuse::TocPayload& toc) {
   const std::string path = options_.toc_dir + "/" + TocFileName(toc.footer.TocDigest());
   if (std::filesystem::exists(path)) return {};
-  // Unique per call: two Prepares of layers sharing a TOC may write at once.
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(++temp_counter_);
-  core::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return core::ErrnoError("create " + tmp, errno);
-  std::string_view rest = toc.payload;
-  while (!rest.empty()) {
-    ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status s = core::ErrnoError("write " + tmp, errno);
-      ::unlink(tmp.c_str());
-      return s;
-    }
-    rest.remove_prefix(static_cast<size_t>(n));
-  }
-  if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status s = core::ErrnoError("keep TOC " + path, errno);
-    ::unlink(tmp.c_str());
-    return s;
-  }
   // The metadata row that names this file is committed durably next; the
-  // file's name must be durable first.
-  core::UniqueFd dir(::open(options_.toc_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir.valid() || ::fsync(dir.get()) != 0) return core::ErrnoError("fsync " + options_.toc_dir, errno);
-  return {};
+  // file and its name must be durable first.
+  core::AtomicWriteOptions o;
+  o.mode = 0600;
+  o.sync = true;
+  o.sync_dir = true;
+  return core::WriteFileAtomic(path, toc.payload, o).WithContext("keep TOC");
 }
 
 RemoteLayer RemoteLayers::Describe(const LayerLocation& where, const fuse::TocPayload& toc) {

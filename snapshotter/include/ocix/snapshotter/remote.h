@@ -121,8 +121,7 @@ class RemoteLayers {
   std::unique_ptr<std::counting_semaphore<>> prefetch_slots_;
   mutable std::mutex mu_;
   std::map<int64_t, std::unique_ptr<Layer>> mounted_;  // GUARDED_BY(mu_)
-  std::atomic<uint64_t> temp_counter_{0};
-  RemoteStats retired_;  // counters of layers unmounted since start, GUARDED_BY(mu_)
+  RemoteStats retired_;                                // counters of layers unmounted since start, GUARDED_BY(mu_)
 };
 
 }  // namespace ocix::snapshotter
