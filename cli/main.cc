@@ -351,6 +351,12 @@ int main(int argc, char** argv) {
                    "prefetch batches fetching at once (always behind on-demand reads)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  mount
+      ->add_option("--readahead", mount_opts.readahead,
+                   "largest read-ahead window in bytes: reads that miss near each other, or a file missed twice, "
+                   "fetch what follows in the blob in the background (0: off)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{64} << 20))
+      ->capture_default_str();
   mount_registry.AddTo(mount);
   int fetch_attempts = 4;
   double fetch_timeout_s = 10;

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -51,13 +52,15 @@ Result<json> ReadJson(const std::string& path) {
 
 json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
   const StoreStats s = store.stats();
-  uint64_t reads = 0, read_bytes = 0, read_errors = 0;
+  uint64_t reads = 0, read_bytes = 0, read_errors = 0, served_frame_bytes = 0, readahead_frame_bytes = 0;
   uint64_t prefetched = 0, prefetch_pending = 0, prefetch_errors = 0;
   for (const auto& l : m.layers()) {
     prefetched += l->stats().prefetched_chunks;
     prefetch_errors += l->stats().prefetch_errors;
     prefetch_pending += l->stats().prefetch_done ? 0 : 1;
-    reads += l->stats().reads;
+    reads += l->stats().op(fuse::FuseOp::kRead);
+    served_frame_bytes += l->stats().served_frame_bytes;
+    readahead_frame_bytes += l->stats().readahead_frame_bytes;
     read_bytes += l->stats().read_bytes;
     read_errors += l->stats().read_errors;
   }
@@ -71,6 +74,8 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
           {"reads", reads},
           {"read_bytes", read_bytes},
           {"read_errors", read_errors},
+          {"served_frame_bytes", served_frame_bytes},
+          {"readahead_frame_bytes", readahead_frame_bytes},
           {"prefetched_chunks", prefetched},
           {"prefetch_pending", prefetch_pending},
           {"prefetch_errors", prefetch_errors}};
@@ -105,7 +110,10 @@ Status Serve(const MountOptions& o, const std::string& state, int ready_fd) {
   ChunkStore::Options so;
   so.root = o.cache_dir;
   OCIX_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(so));
-  OCIX_ASSIGN_OR_RETURN(auto mount, fuse::ImageMount::Create(std::move(layers), *store, state, o.mountpoint));
+  fuse::LayerFsOptions lo;
+  lo.readahead_max_bytes = o.readahead;
+  lo.readahead_min_bytes = std::min(lo.readahead_min_bytes, o.readahead);
+  OCIX_ASSIGN_OR_RETURN(auto mount, fuse::ImageMount::Create(std::move(layers), *store, state, o.mountpoint, lo));
   mount->StartPrefetch(o.prefetch == "none"   ? fuse::Prefetch::kNone
                        : o.prefetch == "list" ? fuse::Prefetch::kList
                                               : fuse::Prefetch::kAll,

@@ -12,8 +12,9 @@ struct MountOptions {
   std::string cache_dir = "/var/lib/ocix/cache";
   std::string state_dir = "/run/ocix/mounts";
   bool foreground = false;
-  std::string prefetch = "all";  // none | list | all
-  int prefetch_parallel = 2;     // batches in flight across layers
+  std::string prefetch = "all";   // none | list | all
+  int prefetch_parallel = 2;      // batches in flight across layers
+  uint64_t readahead = 2u << 20;  // largest read-ahead window (fuse::LayerFsOptions); 0: off
   core::RegistryOptions registry;
 };
 

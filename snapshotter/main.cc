@@ -50,6 +50,22 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
       {"ocix_fuse_operations_total", "FUSE requests served by remote layers.", MetricType::kCounter, {"op"}},
       {"ocix_fuse_read_bytes_total", "Bytes returned by FUSE reads.", MetricType::kCounter, {}},
       {"ocix_fuse_read_errors_total", "FUSE reads answered with an error.", MetricType::kCounter, {}},
+      {"ocix_served_chunks_total",
+       "Chunks FUSE reads were answered from, each counted once per mounted layer.",
+       MetricType::kCounter,
+       {}},
+      {"ocix_served_frame_bytes_total",
+       "Compressed frame bytes of the chunks counted by ocix_served_chunks_total (what reads needed from blobs).",
+       MetricType::kCounter,
+       {}},
+      {"ocix_readahead_chunks_total",
+       "Chunks fetched by read-ahead along with a read that missed.",
+       MetricType::kCounter,
+       {}},
+      {"ocix_readahead_frame_bytes_total",
+       "Compressed frame bytes of the chunks counted by ocix_readahead_chunks_total.",
+       MetricType::kCounter,
+       {}},
       {"ocix_prefetched_chunks_total", "Chunks fetched by background prefetch.", MetricType::kCounter, {}},
       {"ocix_mounted_layers", "Remote layers currently mounted.", MetricType::kGauge, {}},
   };
@@ -69,10 +85,15 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
     add("ocix_cache_entries", static_cast<double>(st.entries));
     add("ocix_cache_bytes", static_cast<double>(st.bytes));
     add("ocix_cache_evicted_chunks_total", static_cast<double>(st.evicted));
-    add("ocix_fuse_operations_total", static_cast<double>(r.fuse_reads), {"read"});
-    add("ocix_fuse_operations_total", static_cast<double>(r.fuse_lookups), {"lookup"});
+    for (size_t i = 0; i < ocix::fuse::kFuseOpCount; ++i)
+      add("ocix_fuse_operations_total", static_cast<double>(r.fuse_ops[i]),
+          {std::string(ocix::fuse::FuseOpName(static_cast<ocix::fuse::FuseOp>(i)))});
     add("ocix_fuse_read_bytes_total", static_cast<double>(r.fuse_read_bytes));
     add("ocix_fuse_read_errors_total", static_cast<double>(r.fuse_read_errors));
+    add("ocix_served_chunks_total", static_cast<double>(r.served_chunks));
+    add("ocix_served_frame_bytes_total", static_cast<double>(r.served_frame_bytes));
+    add("ocix_readahead_chunks_total", static_cast<double>(r.readahead_chunks));
+    add("ocix_readahead_frame_bytes_total", static_cast<double>(r.readahead_frame_bytes));
     add("ocix_prefetched_chunks_total", static_cast<double>(r.prefetched_chunks));
     add("ocix_mounted_layers", static_cast<double>(r.mounted));
   });

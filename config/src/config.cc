@@ -215,7 +215,7 @@ struct Key {
 };
 
 // Every key the file may hold; docs/CONFIGURATION.md lists the same.
-const std::array<Key, 13> kKeys = {{
+const std::array<Key, 14> kKeys = {{
     {"daemon", "address",
      [](std::string_view key, const toml::node& n, Config& c) -> core::Status {
        OCIX_ASSIGN_OR_RETURN(c.address, GetPath(key, n, false));
@@ -291,6 +291,13 @@ const std::array<Key, 13> kKeys = {{
        OCIX_ASSIGN_OR_RETURN(c.connect_timeout, GetDuration(key, n));
        return core::Status::Ok();
      }},
+    {"fetch", "readahead",
+     [](std::string_view key, const toml::node& n, Config& c) -> core::Status {
+       OCIX_ASSIGN_OR_RETURN(uint64_t v, GetByteSize(key, n));
+       if (v > (64u << 20)) return Invalid(key, n, "at most 64 MiB");
+       c.readahead_bytes = v;
+       return core::Status::Ok();
+     }},
     {"registry", "hosts_dir",
      [](std::string_view key, const toml::node& n, Config& c) -> core::Status {
        OCIX_ASSIGN_OR_RETURN(c.hosts_dir, GetPath(key, n, true));
@@ -338,6 +345,9 @@ core::RegistryOptions Config::RegistryOptions() const {
   o.max_attempts = fetch_attempts;
   o.low_speed_timeout = fetch_timeout;
   o.connect_timeout = connect_timeout;
+  // Chunk frames of one request have small tar header frames (or cached
+  // chunks) between them: fetching a gap costs less than a round trip.
+  o.range_coalesce_gap = 64u << 10;
   return o;
 }
 

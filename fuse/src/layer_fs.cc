@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <limits>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -36,6 +39,23 @@ struct Node {
 
 }  // namespace
 
+std::string_view FuseOpName(FuseOp op) {
+  switch (op) {
+    case FuseOp::kLookup: return "lookup";
+    case FuseOp::kGetattr: return "getattr";
+    case FuseOp::kReadlink: return "readlink";
+    case FuseOp::kOpen: return "open";
+    case FuseOp::kRead: return "read";
+    case FuseOp::kOpendir: return "opendir";
+    case FuseOp::kReaddir: return "readdir";
+    case FuseOp::kReaddirplus: return "readdirplus";
+    case FuseOp::kGetxattr: return "getxattr";
+    case FuseOp::kListxattr: return "listxattr";
+    case FuseOp::kStatfs: return "statfs";
+  }
+  return "unknown";
+}
+
 struct LayerFs::Impl {
   core::Toc toc;
   core::ChunkStore* store = nullptr;
@@ -46,11 +66,48 @@ struct LayerFs::Impl {
   std::deque<Entry> synthesized;  // directories a layer leaves implied
   uint64_t total_bytes = 0;
 
+  // Every frame of the blob once, in blob order; for each content table, the
+  // position of each of its chunks there; whether a read was served from it.
+  std::vector<core::ChunkRef> frames;
+  std::vector<std::vector<uint32_t>> frame_of;  // parallel to toc.contents
+  std::unique_ptr<std::atomic<bool>[]> served;
+
+  // Read-ahead state: the blob span the last missing read fetched.
+  std::mutex ra_mu;
+  bool ra_valid = false;          // GUARDED_BY(ra_mu)
+  uint64_t ra_lo = 0;             // GUARDED_BY(ra_mu)
+  uint64_t ra_hi = 0;             // GUARDED_BY(ra_mu)
+  uint64_t ra_window = 0;         // GUARDED_BY(ra_mu)
+  std::vector<uint32_t> ra_last;  // GUARDED_BY(ra_mu): frames the last read-ahead fetched
+
+  // Read-ahead is fetched on a thread of its own, in parallel with the read
+  // that asked for it, so that read waits only for its own chunks.
+  std::mutex ra_q_mu;
+  std::condition_variable ra_q_cv;
+  struct Batch {
+    std::vector<core::ChunkRef> refs;
+    bool fill = false;  // the rest of one file: never dropped as stale
+  };
+  std::deque<Batch> ra_queue;  // GUARDED_BY(ra_q_mu)
+  // Per content table: how many reads of it missed the cache (saturating).
+  std::unique_ptr<std::atomic<uint8_t>[]> file_misses;
+  bool ra_stop = false;  // GUARDED_BY(ra_q_mu)
+  std::thread ra_thread;
+
   Node* Get(fuse_ino_t ino) { return ino >= 1 && ino <= nodes.size() ? &nodes[ino - 1] : nullptr; }
 
   core::Status Build();
+  void IndexFrames();
   void Attr(fuse_ino_t ino, struct stat& st) const;
+  std::vector<core::ChunkRef> ReadAhead(std::span<const core::ChunkRef> refs);
+  core::Status Fetch(size_t table, std::span<const core::ChunkRef> refs);
+  std::vector<Batch> FileFill(size_t table, std::span<const core::ChunkRef> refs);
+  void Enqueue(std::vector<Batch> batches);
+  void StartReadAhead();
+  void StopReadAhead();
+  void ReadAheadLoop();
   int Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
+  void Count(FuseOp op) { ++stats->ops[static_cast<size_t>(op)]; }
 };
 
 namespace {
@@ -140,7 +197,30 @@ core::Status LayerFs::Impl::Build() {
         if (nodes[ino - 1].entry->type == FileType::kDirectory) ++n.nlink;
     }
   }
+  IndexFrames();
   return core::Status::Ok();
+}
+
+void LayerFs::Impl::IndexFrames() {
+  for (const core::ContentTable& t : toc.contents)
+    for (size_t i = 0; i < t.chunks.size(); ++i) {
+      const core::ChunkLocation& c = t.chunks[i];
+      frames.push_back(core::ChunkRef{c.digest, toc.ChunkRange(t.size, i).second, c.blob_offset, c.frame_size});
+    }
+  // Equal chunks share one frame (DecodeToc checked that frames do not overlap).
+  std::sort(frames.begin(), frames.end(), [](const auto& a, const auto& b) { return a.blob_offset < b.blob_offset; });
+  frames.erase(std::unique(frames.begin(), frames.end(),
+                           [](const auto& a, const auto& b) { return a.blob_offset == b.blob_offset; }),
+               frames.end());
+  frame_of.resize(toc.contents.size());
+  for (size_t t = 0; t < toc.contents.size(); ++t)
+    for (const core::ChunkLocation& c : toc.contents[t].chunks) {
+      auto it = std::lower_bound(frames.begin(), frames.end(), c.blob_offset,
+                                 [](const core::ChunkRef& f, uint64_t off) { return f.blob_offset < off; });
+      frame_of[t].push_back(static_cast<uint32_t>(it - frames.begin()));
+    }
+  served = std::make_unique<std::atomic<bool>[]>(frames.size());
+  file_misses = std::make_unique<std::atomic<uint8_t>[]>(toc.contents.size());
 }
 
 void LayerFs::Impl::Attr(fuse_ino_t ino, struct stat& st) const {
@@ -170,6 +250,151 @@ void LayerFs::Impl::Attr(fuse_ino_t ino, struct stat& st) const {
   st.st_blocks = static_cast<blkcnt_t>((allocated + 511) / 512);
 }
 
+std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(std::span<const core::ChunkRef> refs) {
+  if (opts.readahead_max_bytes == 0) return {};
+  uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
+  for (const core::ChunkRef& r : refs) {
+    if (store->Has(r.digest)) continue;
+    lo = std::min(lo, r.blob_offset);
+    hi = std::max(hi, r.blob_offset + r.frame_size);
+  }
+  if (hi == 0) return {};  // everything is cached: nothing to go with
+  std::lock_guard lock(ra_mu);
+  if (!ra_last.empty()) {
+    // The window follows how much of the last read-ahead was read since:
+    // most of it, double; little of it, halve (to nothing below the minimum).
+    size_t used = 0;
+    for (uint32_t f : ra_last) used += served[f].load() ? 1 : 0;
+    if (2 * used >= ra_last.size()) {
+      ra_window = std::min(2 * ra_window, opts.readahead_max_bytes);
+    } else if (4 * used < ra_last.size()) {
+      ra_window /= 2;
+      if (ra_window < opts.readahead_min_bytes) ra_window = 0;
+    }
+  } else if (ra_window == 0 && ra_valid) {
+    // Two misses close together (either side, within the minimum window)
+    // start read-ahead.
+    const uint64_t reach = opts.readahead_min_bytes;
+    if (lo + reach >= ra_lo && lo <= ra_hi + reach) ra_window = opts.readahead_min_bytes;
+  }
+  ra_last.clear();
+  std::vector<core::ChunkRef> extra;
+  uint64_t end = hi;
+  auto it = std::lower_bound(frames.begin(), frames.end(), hi,
+                             [](const core::ChunkRef& f, uint64_t off) { return f.blob_offset < off; });
+  // Whole frames that end inside the window: a large chunk frame comes only
+  // once the window has grown to hold it.
+  for (; ra_window > 0 && it != frames.end() && it->blob_offset + it->frame_size <= hi + ra_window; ++it) {
+    if (store->Has(it->digest)) continue;
+    extra.push_back(*it);
+    ra_last.push_back(static_cast<uint32_t>(it - frames.begin()));
+    end = it->blob_offset + it->frame_size;
+  }
+  ra_valid = true;
+  ra_lo = lo;
+  ra_hi = end;
+  return extra;
+}
+
+std::vector<LayerFs::Impl::Batch> LayerFs::Impl::FileFill(size_t table, std::span<const core::ChunkRef> refs) {
+  const core::ContentTable& t = toc.contents[table];
+  if (opts.readahead_max_bytes == 0 || t.chunks.size() < 4) return {};
+  bool missed = false;
+  for (const core::ChunkRef& r : refs) missed = missed || !store->Has(r.digest);
+  if (!missed) return {};
+  // The third read of a file that misses: a file read in three places (an
+  // executable being run, a file read on) is read all over, so the rest of
+  // it follows in the background, in batches of the window. Two is not
+  // enough: loading any shared library reads its header and its data.
+  if (file_misses[table].fetch_add(1) != 2) {
+    if (file_misses[table].load() > 3) file_misses[table] = 3;  // no wrap-around
+    return {};
+  }
+  std::vector<Batch> out;
+  uint64_t bytes = 0;
+  // From the chunk after this read on, then the file's beginning.
+  size_t last = 0;
+  for (size_t i = 0; i < t.chunks.size(); ++i)
+    if (t.chunks[i].blob_offset == refs.back().blob_offset) last = i;
+  for (size_t k = 1; k < t.chunks.size(); ++k) {
+    const size_t i = (last + k) % t.chunks.size();
+    const core::ChunkLocation& c = t.chunks[i];
+    if (store->Has(c.digest)) continue;
+    if (out.empty() || bytes + c.frame_size > opts.readahead_max_bytes) {
+      out.push_back(Batch{{}, true});
+      bytes = 0;
+    }
+    out.back().refs.push_back(core::ChunkRef{c.digest, toc.ChunkRange(t.size, i).second, c.blob_offset, c.frame_size});
+    bytes += c.frame_size;
+  }
+  return out;
+}
+
+void LayerFs::Impl::Enqueue(std::vector<Batch> batches) {
+  if (batches.empty()) return;
+  std::lock_guard lock(ra_q_mu);
+  if (ra_stop || !ra_thread.joinable()) return;
+  for (Batch& b : batches) {
+    if (!b.fill) {
+      // Older read-ahead than the last few is stale: the reader has moved on.
+      size_t ahead = 0;
+      for (const Batch& q : ra_queue) ahead += q.fill ? 0 : 1;
+      for (auto it = ra_queue.begin(); ahead >= 4 && it != ra_queue.end();) {
+        if (it->fill) {
+          ++it;
+        } else {
+          it = ra_queue.erase(it);
+          --ahead;
+        }
+      }
+    }
+    ra_queue.push_back(std::move(b));
+  }
+  ra_q_cv.notify_one();
+}
+
+core::Status LayerFs::Impl::Fetch(size_t table, std::span<const core::ChunkRef> refs) {
+  std::vector<Batch> later = FileFill(table, refs);
+  std::vector<core::ChunkRef> extra = ReadAhead(refs);
+  if (!extra.empty()) later.insert(later.begin(), Batch{std::move(extra), false});
+  Enqueue(std::move(later));
+  return store->Ensure(*blob, refs);
+}
+
+void LayerFs::Impl::StartReadAhead() {
+  std::lock_guard lock(ra_q_mu);
+  ra_stop = false;
+  if (opts.readahead_max_bytes > 0 && !ra_thread.joinable()) ra_thread = std::thread([this] { ReadAheadLoop(); });
+}
+
+void LayerFs::Impl::StopReadAhead() {
+  {
+    std::lock_guard lock(ra_q_mu);
+    ra_stop = true;
+    ra_queue.clear();
+  }
+  ra_q_cv.notify_all();
+  if (ra_thread.joinable()) ra_thread.join();  // after at most the batch in progress
+}
+
+void LayerFs::Impl::ReadAheadLoop() {
+  for (;;) {
+    std::vector<core::ChunkRef> batch;
+    {
+      std::unique_lock lock(ra_q_mu);
+      ra_q_cv.wait(lock, [&] { return ra_stop || !ra_queue.empty(); });
+      if (ra_stop) return;
+      batch = std::move(ra_queue.front().refs);
+      ra_queue.pop_front();
+    }
+    // A failure costs nothing but the read-ahead: the reads fetch on demand.
+    if (store->Ensure(*blob, batch).ok()) {
+      stats->readahead_chunks += batch.size();
+      for (const core::ChunkRef& r : batch) stats->readahead_frame_bytes += r.frame_size;
+    }
+  }
+}
+
 int LayerFs::Impl::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   const Node& n = nodes[ino - 1];
   const uint64_t file_size = n.entry->size;
@@ -179,48 +404,61 @@ int LayerFs::Impl::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) 
   const uint64_t end = std::min<uint64_t>(file_size, start + size);
   const uint64_t cs = toc.chunk_size;
   const size_t first = start / cs, last = (end - 1) / cs;
+  const std::vector<uint32_t>& index = frame_of[static_cast<size_t>(n.content - toc.contents.data())];
   std::vector<core::ChunkRef> refs;
   for (size_t i = first; i <= last; ++i) {
     const core::ChunkLocation& c = n.content->chunks[i];
     refs.push_back(core::ChunkRef{c.digest, toc.ChunkRange(file_size, i).second, c.blob_offset, c.frame_size});
   }
   stats->active_reads.fetch_add(1);
-  core::Status s = store->Ensure(*blob, refs);
+  core::Status s = Fetch(static_cast<size_t>(n.content - toc.contents.data()), refs);
   stats->active_reads.fetch_sub(1);
   if (!s.ok()) {
     ++stats->read_errors;
     return fuse_reply_err(req, EIO);
   }
-  ++stats->reads;
-  stats->read_bytes += end - start;
-  if (first == last) {
-    // One chunk: let the kernel splice straight from the cache file.
-    auto fd = store->OpenChunk(refs[0].digest, refs[0].size);
+  // Every chunk goes by splice straight from its cache file when the kernel
+  // allows it (libfuse copies otherwise).
+  const size_t count = last - first + 1;
+  std::vector<core::UniqueFd> fds;
+  fds.reserve(count);
+  for (size_t i = first; i <= last; ++i) {
+    auto fd = store->OpenChunk(refs[i - first].digest, refs[i - first].size);
     if (!fd.ok()) {
       ++stats->read_errors;
       return fuse_reply_err(req, EIO);
     }
-    struct fuse_bufvec buf = FUSE_BUFVEC_INIT(end - start);
-    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    buf.buf[0].fd = fd->get();
-    buf.buf[0].pos = static_cast<off_t>(start - first * cs);
-    return fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    // The first read of a chunk asks the kernel to read all of it ahead:
+    // the next reads of a sequential reader then find it in the page cache.
+    if (std::max(start, i * cs) == i * cs) ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_WILLNEED);
+    fds.push_back(std::move(*fd));
   }
-  std::vector<uint8_t> out(end - start);
-  uint64_t pos = start;
+  Count(FuseOp::kRead);
+  stats->read_bytes += end - start;
   for (size_t i = first; i <= last; ++i) {
-    const uint64_t chunk_start = i * cs;
-    const uint64_t chunk_end = std::min(chunk_start + cs, end);
-    const uint64_t from = std::max(pos, chunk_start);
-    s = store->ReadChunk(refs[i - first].digest, refs[i - first].size, from - chunk_start,
-                         std::span<uint8_t>(out.data() + (from - start), chunk_end - from));
-    if (!s.ok()) {
-      ++stats->read_errors;
-      return fuse_reply_err(req, EIO);
+    const uint32_t f = index[i];
+    if (!served[f].exchange(true)) {
+      ++stats->served_chunks;
+      stats->served_frame_bytes += frames[f].frame_size;
     }
+  }
+  // fuse_bufvec ends in a one-element array: room for `count` buffers.
+  std::vector<std::byte> storage(sizeof(fuse_bufvec) + (count - 1) * sizeof(fuse_buf));
+  auto* vec = new (storage.data()) fuse_bufvec{};
+  vec->count = count;
+  uint64_t pos = start;
+  for (size_t k = 0; k < count; ++k) {
+    const uint64_t chunk_start = (first + k) * cs;
+    const uint64_t chunk_end = std::min(chunk_start + cs, end);
+    fuse_buf& b = vec->buf[k];
+    b = fuse_buf{};
+    b.size = chunk_end - pos;
+    b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    b.fd = fds[k].get();
+    b.pos = static_cast<off_t>(pos - chunk_start);
     pos = chunk_end;
   }
-  return fuse_reply_buf(req, reinterpret_cast<const char*>(out.data()), out.size());
+  return fuse_reply_data(req, vec, FUSE_BUF_SPLICE_MOVE);
 }
 
 namespace {
@@ -256,8 +494,8 @@ void OpInit(void* userdata, struct fuse_conn_info* conn) {
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kLookup);
     LayerFs::Impl& fs = Self(req);
-    ++fs.stats->lookups;
     Node* p = fs.Get(parent);
     if (p == nullptr) return void(fuse_reply_err(req, ENOENT));
     if (p->entry->type != FileType::kDirectory) return void(fuse_reply_err(req, ENOTDIR));
@@ -273,6 +511,7 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kGetattr);
     LayerFs::Impl& fs = Self(req);
     if (fs.Get(ino) == nullptr) return void(fuse_reply_err(req, ENOENT));
     struct stat st;
@@ -283,6 +522,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) {
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kReadlink);
     Node* n = Self(req).Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     if (n->entry->type != FileType::kSymlink) return void(fuse_reply_err(req, EINVAL));
@@ -292,6 +532,7 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kOpen);
     Node* n = Self(req).Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     if ((fi->flags & O_ACCMODE) != O_RDONLY) return void(fuse_reply_err(req, EROFS));
@@ -311,6 +552,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kOpendir);
     Node* n = Self(req).Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     if (n->entry->type != FileType::kDirectory) return void(fuse_reply_err(req, ENOTDIR));
@@ -323,6 +565,7 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
 void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
   Guard(req, [&] {
     LayerFs::Impl& fs = Self(req);
+    fs.Count(plus ? FuseOp::kReaddirplus : FuseOp::kReaddir);
     Node* n = fs.Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     std::vector<char> buf(size);
@@ -367,6 +610,7 @@ std::vector<std::pair<std::string, std::string>> XattrsOf(const Node& n) {
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kGetxattr);
     Node* n = Self(req).Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     for (const auto& [k, v] : XattrsOf(*n)) {
@@ -381,6 +625,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kListxattr);
     Node* n = Self(req).Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     std::string names;
@@ -396,6 +641,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
   Guard(req, [&] {
+    Self(req).Count(FuseOp::kStatfs);
     LayerFs::Impl& fs = Self(req);
     struct statvfs s;
     std::memset(&s, 0, sizeof s);
@@ -469,6 +715,7 @@ core::Status LayerFs::Mount(const std::string& mountpoint) {
     fuse_session_loop_mt(session_, cfg);
     fuse_loop_cfg_destroy(cfg);
   });
+  impl_->StartReadAhead();
   return core::Status::Ok();
 }
 
@@ -559,6 +806,7 @@ void LayerFs::Unmount() {
     }
   }
   Wait();
+  impl_->StopReadAhead();
   fuse_session_destroy(session_);
   session_ = nullptr;
 }

@@ -40,6 +40,7 @@
 #   SWEEP_RATES ("20 100 1000"), SWEEP_WORKLOADS ("python3")   "" skips the sweep
 #   SHARED (1), WARM (1)            0 skips step 3 / step 4
 #   OCIX_PREFETCH (none)            ocix-snapshotter [prefetch] mode
+#   OCIX_READAHEAD (2MiB)           ocix-snapshotter [fetch] readahead (0: off)
 #   STARGZ_PREFETCH (0)             1: stargz with its default prefetch and background fetch
 #   WRITE_DOCS (1)                  write docs/benchmarks.md's section and docs/img/*.png
 #   STARGZ_BUILD_DIR (/var/cache/ocix-test/stargz-build)  stargz-grpc build cache
@@ -145,6 +146,8 @@ METRICS_ADDR=127.0.0.1:$((20000 + $$ % 20000))
 cat >"$TEST_TMP/ocix.toml" <<TOML
 [prefetch]
 mode = "${OCIX_PREFETCH:-none}"
+[fetch]
+readahead = "${OCIX_READAHEAD:-2MiB}"
 [registry]
 hosts_dir = "$HOSTS"
 [metrics]
@@ -257,7 +260,7 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 results=$TEST_TMP/out/results.tsv
-printf 'phase\tworkload\tmethod\trun\trate_mbit\trtt_ms\tpull_s\trun_s\ttotal_s\tregistry_bytes\twire_bytes\tocix_fetched_bytes\tfuse_read_bytes\tcache_frame_bytes\ttoc_bytes\tcache_chunks\tfetched_chunks\tfetch_requests\n' >"$results"
+printf 'phase\tworkload\tmethod\trun\trate_mbit\trtt_ms\tpull_s\trun_s\ttotal_s\tregistry_bytes\twire_bytes\tocix_fetched_bytes\tfuse_read_bytes\tcache_frame_bytes\ttoc_bytes\tcache_chunks\tfetched_chunks\tfetch_requests\tserved_frame_bytes\treadahead_frame_bytes\n' >"$results"
 
 ref_of() { # METHOD IMAGE
   case $1 in
@@ -290,6 +293,8 @@ pull_run() {
   w0=$(netns_tx_bytes)
   f0=$(metric ocix_fetched_bytes_total) r0=$(metric ocix_fuse_read_bytes_total) c0=$(metric ocix_fetched_chunks_total)
   q0=$(metric ocix_fetch_requests_total)
+  local s0 a0
+  s0=$(metric ocix_served_frame_bytes_total) a0=$(metric ocix_readahead_frame_bytes_total)
   t0=$(now)
   pull "$m" "$ref" >"logs/pull.$id" 2>&1 || fail "$m pull of $ref failed: $(tail -5 "logs/pull.$id")"
   t1=$(now)
@@ -301,19 +306,21 @@ pull_run() {
   w1=$(netns_tx_bytes)
   f1=$(metric ocix_fetched_bytes_total) r1=$(metric ocix_fuse_read_bytes_total) c1=$(metric ocix_fetched_chunks_total)
   q1=$(metric ocix_fetch_requests_total)
+  local s1 a1
+  s1=$(metric ocix_served_frame_bytes_total) a1=$(metric ocix_readahead_frame_bytes_total)
   [[ $out == *"${W_OUT[$w]}"* ]] || fail "$m $w: unexpected output: $out"
-  local cf=0 cn=0 tb=0 fb="" rb="" fc="" fq=""
+  local cf=0 cn=0 tb=0 fb="" rb="" fc="" fq="" sb="" ab=""
   if [[ $m == ocix ]]; then
     cache_chunks >"logs/chunks.$id"
     cn=$(wc -l <"logs/chunks.$id")
     cf=$(frame_bytes "$img" "logs/chunks.$id")
     tb=$(jq .toc_bytes "toc/$img.frames.json")
-    fb=$((f1 - f0)) rb=$((r1 - r0)) fc=$((c1 - c0)) fq=$((q1 - q0))
+    fb=$((f1 - f0)) rb=$((r1 - r0)) fc=$((c1 - c0)) fq=$((q1 - q0)) sb=$((s1 - s0)) ab=$((a1 - a0))
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$w" "$m" "$run" "$NETNS_RATE_MBIT" "$NETNS_RTT_MS" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$w" "$m" "$run" "$NETNS_RATE_MBIT" "$NETNS_RTT_MS" \
     "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" "$(secs "$t0" "$t2")" "$((b1 - b0))" "$((w1 - w0))" \
-    "$fb" "$rb" "$cf" "$tb" "$cn" "$fc" "$fq" >>"$results"
-  log "$phase $w $m run $run @${NETNS_RATE_MBIT}Mbit: pull $(secs "$t0" "$t1") s, run $(secs "$t1" "$t2") s, registry $((b1 - b0)) B${fb:+, ocix fetched $fb B in $fq requests, read $rb B}"
+    "$fb" "$rb" "$cf" "$tb" "$cn" "$fc" "$fq" "$sb" "$ab" >>"$results"
+  log "$phase $w $m run $run @${NETNS_RATE_MBIT}Mbit: pull $(secs "$t0" "$t1") s, run $(secs "$t1" "$t2") s, registry $((b1 - b0)) B${fb:+, ocix fetched $fb B in $fq requests (read-ahead $ab B), read $rb B needing $sb B of frames}"
 }
 
 # START_AT (a time `date -d` understands): measure from then on, e.g. after
@@ -440,7 +447,7 @@ stop_node
 
 # --- 6. report ----------------------------------------------------------------
 cat >out/meta.json <<JSON
-{"rate_mbit": $RATE_MBIT, "rtt_ms": $RTT_MS, "runs": $RUNS, "ocix_prefetch": "${OCIX_PREFETCH:-none}",
+{"rate_mbit": $RATE_MBIT, "rtt_ms": $RTT_MS, "runs": $RUNS, "ocix_prefetch": "${OCIX_PREFETCH:-none}", "ocix_readahead": "${OCIX_READAHEAD:-2MiB}",
  "stargz_prefetch": ${STARGZ_PREFETCH:-0}, "cores": $(nproc),
  "mem_gib": $(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo), "kernel": "$(uname -r)",
  "cpu": "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)",

@@ -103,9 +103,18 @@ echo "e2e_fetched=$fetched image=$image_bytes" >>figures.txt
 log "metrics"
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >metrics.txt || fail "no metrics endpoint"
 for m in ocix_fetched_bytes_total ocix_cache_hits_total ocix_cache_misses_total ocix_verification_failures_total \
-  ocix_fetch_duration_seconds_bucket ocix_fuse_operations_total ocix_mounted_layers; do
+  ocix_fetch_duration_seconds_bucket ocix_fuse_operations_total ocix_mounted_layers ocix_served_frame_bytes_total \
+  ocix_readahead_frame_bytes_total; do
   grep -q "^$m" metrics.txt || fail "metric $m missing: $(head -50 metrics.txt)"
 done
+# The run read files through the lazy layers: FUSE requests by kind, and
+# the compressed bytes those reads needed.
+for op in lookup getattr open read; do
+  n=$(awk -v k="ocix_fuse_operations_total{op=\"$op\"}" '$1 == k {print $2}' metrics.txt)
+  ((${n:-0} > 0)) || fail "no FUSE $op counted: $(grep ocix_fuse_operations_total metrics.txt)"
+done
+served=$(awk '$1 == "ocix_served_frame_bytes_total" {printf "%.0f", $2}' metrics.txt)
+((served > 0)) || fail "no served frame bytes counted"
 mounted=$(awk '$1 == "ocix_mounted_layers" {print $2}' metrics.txt)
 [[ $mounted == 2 ]] || fail "ocix_mounted_layers is $mounted, expected 2"
 

@@ -58,10 +58,13 @@ fuse::Prefetch ToPrefetch(config::PrefetchMode m) {
 }
 
 void AddLayerStats(RemoteStats& r, const fuse::LayerFsStats& s) {
-  r.fuse_reads += s.reads;
+  for (size_t i = 0; i < fuse::kFuseOpCount; ++i) r.fuse_ops[i] += s.ops[i];
   r.fuse_read_bytes += s.read_bytes;
   r.fuse_read_errors += s.read_errors;
-  r.fuse_lookups += s.lookups;
+  r.served_chunks += s.served_chunks;
+  r.served_frame_bytes += s.served_frame_bytes;
+  r.readahead_chunks += s.readahead_chunks;
+  r.readahead_frame_bytes += s.readahead_frame_bytes;
   r.prefetched_chunks += s.prefetched_chunks;
   r.prefetch_errors += s.prefetch_errors;
 }
@@ -212,6 +215,8 @@ Result<std::unique_ptr<RemoteLayers::Layer>> RemoteLayers::Load(const RemoteLaye
 
   fuse::LayerFsOptions o;
   o.fsname = "ocix-" + layer.layer_digest.substr(7, 12);
+  o.readahead_max_bytes = options_.config.readahead_bytes;
+  o.readahead_min_bytes = std::min(o.readahead_min_bytes, o.readahead_max_bytes);
   // The lower layers' manifests are read only while Create indexes the tree;
   // the lock keeps them mounted (and alive) for that long.
   std::lock_guard lock(mu_);

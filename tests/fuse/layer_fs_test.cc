@@ -743,8 +743,8 @@ TEST_F(LayerFsTest, ReadsWholeFilesAroundTheChunkSize) {
     EXPECT_TRUE(r.data == m.content) << "content differs";
   }
   EXPECT_EQ(fs->stats().read_errors.load(), 0u);
-  EXPECT_GT(fs->stats().reads.load(), 0u);
-  EXPECT_GT(fs->stats().lookups.load(), 0u);
+  EXPECT_GT(fs->stats().op(FuseOp::kRead), 0u);
+  EXPECT_GT(fs->stats().op(FuseOp::kLookup), 0u);
 }
 
 TEST_F(LayerFsTest, PreadAtArbitraryOffsetsAndPastEof) {
@@ -802,7 +802,9 @@ TEST_F(LayerFsTest, FetchesOnlyTheChunksReadAndCachesThem) {
   ASSERT_NE(t, nullptr);
   ASSERT_EQ(t->chunks.size(), 9u);
   auto log = std::make_shared<ReaderLog>();
-  ASSERT_NE(Mount(l, Reader(l, log)), nullptr);
+  LayerFsOptions no_readahead;
+  no_readahead.readahead_max_bytes = 0;
+  ASSERT_NE(Mount(l, Reader(l, log), no_readahead), nullptr);
   EXPECT_EQ(log->Calls(), 0) << "nothing is fetched before it is read";
 
   auto frames = [&](std::vector<size_t> idx) {
@@ -862,6 +864,146 @@ TEST_F(LayerFsTest, FetchesOnlyTheChunksReadAndCachesThem) {
   EXPECT_EQ(PRead(fd2.get(), 3 * kChunk, 2 * kChunk).data, content.substr(3 * kChunk, 2 * kChunk));
   EXPECT_EQ(log2->Calls(), 0);
   EXPECT_GE(store_->stats().hits, 2u);
+}
+
+// Read-ahead in blob order: two misses close together start it (the frames
+// that follow come in the same request); the window doubles while most of
+// the last read-ahead gets read and halves to nothing when it does not, so
+// scattered reads fetch only what they read. Served bytes count each chunk
+// once; read-ahead bytes are counted apart.
+TEST_F(LayerFsTest, ReadAheadGrowsWhenItIsReadAndStopsWhenItIsNot) {
+  auto name = [](int i) { return (i < 10 ? "f0" : "f") + std::to_string(i); };
+  std::vector<Member> members;
+  for (int i = 0; i < 40; ++i) members.push_back(F(name(i), Pseudo(3000, 100 + i)));  // one incompressible frame each
+  const Layer l = Convert(members);
+  auto frame = [&](int i) {
+    const core::ContentTable* t = Content(l, "/" + name(i));
+    return t == nullptr ? core::ChunkLocation{} : t->chunks[0];
+  };
+  for (int i = 1; i < 40; ++i) ASSERT_GT(frame(i).blob_offset, frame(i - 1).blob_offset) << "path order";
+  auto log = std::make_shared<ReaderLog>();
+  LayerFsOptions o;
+  o.readahead_min_bytes = 8 << 10;
+  o.readahead_max_bytes = 16 << 10;
+  LayerFs* fs = Mount(l, Reader(l, log), o);
+  ASSERT_NE(fs, nullptr);
+  std::set<int> read_files;
+  auto read = [&](int i) {
+    read_files.insert(i);
+    return ReadWhole(P(name(i))).data == Pseudo(3000, 100 + i);
+  };
+  auto stored = [&](int i) { return store_->Has(frame(i).digest); };
+  // Files whose frames lie within `window` bytes after file i's frame ends.
+  auto within = [&](int i, uint64_t window) {
+    int n = 0;
+    const uint64_t end = frame(i).blob_offset + frame(i).frame_size;
+    for (int j = i + 1; j < 40 && frame(j).blob_offset + frame(j).frame_size <= end + window; ++j) ++n;
+    return n;
+  };
+  auto ahead_total = [&] { return static_cast<int>(fs->stats().readahead_chunks.load()); };
+  // Read-ahead arrives on its own thread, after the read returns.
+  auto wait_ahead = [&](int n) {
+    for (int i = 0; i < 1000 && ahead_total() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return ahead_total();
+  };
+
+  ASSERT_TRUE(read(0));  // first miss: no history, no read-ahead
+  EXPECT_EQ(log->Calls(), 1);
+  EXPECT_FALSE(stored(1));
+  EXPECT_EQ(ahead_total(), 0);
+
+  ASSERT_TRUE(read(1));  // close to the last miss: 8 KiB more, in a request of its own
+  const int ahead = within(1, 8 << 10);
+  ASSERT_GE(ahead, 2);
+  EXPECT_EQ(wait_ahead(ahead), ahead);
+  EXPECT_EQ(log->Calls(), 3);
+  for (int j = 2; j <= 1 + ahead; ++j) EXPECT_TRUE(stored(j)) << j;
+  EXPECT_FALSE(stored(2 + ahead)) << "the window is 8 KiB";
+  for (int j = 2; j <= 1 + ahead; ++j) ASSERT_TRUE(read(j));  // all of it read, no fetch
+  EXPECT_EQ(log->Calls(), 3);
+
+  // It was read: the window doubles to 16 KiB (the cap).
+  const int next = 2 + ahead;
+  ASSERT_TRUE(read(next));
+  const int ahead2 = within(next, 16 << 10);
+  ASSERT_GT(ahead2, ahead);
+  EXPECT_EQ(wait_ahead(ahead + ahead2), ahead + ahead2);
+  EXPECT_EQ(log->Calls(), 5);
+  EXPECT_TRUE(stored(next + ahead2));
+  EXPECT_FALSE(stored(next + ahead2 + 1)) << "capped at 16 KiB";
+
+  // None of that was read: the next miss gets half the window (8 KiB).
+  ASSERT_TRUE(read(30));
+  const int ahead3 = within(30, 8 << 10);
+  EXPECT_EQ(wait_ahead(ahead + ahead2 + ahead3), ahead + ahead2 + ahead3);
+  EXPECT_EQ(log->Calls(), 7);
+  EXPECT_TRUE(stored(30 + ahead3));
+  EXPECT_FALSE(stored(31 + ahead3));
+  EXPECT_FALSE(stored(29));
+
+  // Not read either: below the minimum, read-ahead stops.
+  ASSERT_TRUE(read(20));
+  EXPECT_EQ(log->Calls(), 8);
+  EXPECT_FALSE(stored(21));
+  EXPECT_EQ(ahead_total(), ahead + ahead2 + ahead3);
+  EXPECT_GT(fs->stats().readahead_frame_bytes.load(), 0u);
+
+  // Served: the chunks reads were answered from, each once however often read.
+  ASSERT_TRUE(read(0));
+  ASSERT_TRUE(read(30));
+  EXPECT_EQ(fs->stats().served_chunks.load(), read_files.size());
+  uint64_t served = 0;
+  for (int i : read_files) served += frame(i).frame_size;
+  EXPECT_EQ(fs->stats().served_frame_bytes.load(), served);
+}
+
+// A file whose third read misses (read in three places, as an executable
+// being run is) gets the rest of it fetched in the background, in batches of
+// the read-ahead window; two misses (a library's header and data) fetch only
+// what they read.
+TEST_F(LayerFsTest, ReadAheadFillsAFileThatMissesThrice) {
+  const std::string content = Pseudo(10 * kChunk, 31);
+  const Layer l = Convert({F("big", content), F("small", Pseudo(100, 32))});
+  const core::ContentTable* t = Content(l, "/big");
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->chunks.size(), 10u);
+  auto log = std::make_shared<ReaderLog>();
+  LayerFsOptions o;
+  o.readahead_min_bytes = 8 << 10;
+  o.readahead_max_bytes = 16 << 10;
+  LayerFs* fs = Mount(l, Reader(l, log), o);
+  ASSERT_NE(fs, nullptr);
+  auto stored = [&] {
+    size_t n = 0;
+    for (const auto& c : t->chunks) n += store_->Has(c.digest) ? 1 : 0;
+    return n;
+  };
+  Fd fd(open(P("big").c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+  ASSERT_EQ(PRead(fd.get(), 0, kChunk).data, content.substr(0, kChunk));
+  EXPECT_EQ(stored(), 1u) << "one miss: only what is read";
+  EXPECT_EQ(log->Calls(), 1);
+
+  ASSERT_EQ(PRead(fd.get(), 9 * kChunk, kChunk).data, content.substr(9 * kChunk, kChunk));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(stored(), 2u) << "two misses: only what is read";
+  EXPECT_EQ(log->Calls(), 2);
+
+  ASSERT_EQ(PRead(fd.get(), 5 * kChunk, kChunk).data, content.substr(5 * kChunk, kChunk));
+  for (int i = 0; i < 1000 && stored() < 10; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(stored(), 10u) << "the rest of the file follows";
+  EXPECT_EQ(fs->stats().readahead_chunks.load(), 7u);
+  // 7 chunks of about 4 KiB in batches of at most 16 KiB: 2 requests or more.
+  EXPECT_GE(log->Calls(), 3 + 2);
+  uint64_t frames = 0;
+  for (size_t i : {1, 2, 3, 4, 6, 7, 8}) frames += t->chunks[i].frame_size;
+  EXPECT_EQ(fs->stats().readahead_frame_bytes.load(), frames);
+  EXPECT_EQ(fs->stats().served_chunks.load(), 3u) << "read-ahead is not counted as served";
+
+  const int calls = log->Calls();
+  EXPECT_TRUE(ReadWhole(P("big")).data == content);
+  EXPECT_EQ(log->Calls(), calls);
+  EXPECT_EQ(fs->stats().served_chunks.load(), 10u);
 }
 
 // Many threads reading the same chunks at once: each frame is fetched once.

@@ -42,6 +42,7 @@ TEST(Config, EmptyIsDefaults) {
   EXPECT_EQ(c.fetch_attempts, 4);
   EXPECT_EQ(c.fetch_timeout, milliseconds(15000));
   EXPECT_EQ(c.connect_timeout, milliseconds(5000));
+  EXPECT_EQ(c.readahead_bytes, 2u << 20);
   EXPECT_EQ(c.hosts_dir, "/etc/containerd/certs.d");
   EXPECT_EQ(c.docker_config, "");
   EXPECT_EQ(MustParse("# only a comment\n\n[daemon]\n[fetch]\n"), Config());
@@ -76,6 +77,7 @@ max_in_flight = 8
 attempts = 6
 timeout = "1m30s"
 connect_timeout = 2500
+readahead = "512KiB"
 
 [registry]
 hosts_dir = "/etc/ocix/certs.d"
@@ -93,6 +95,7 @@ docker_config = "/root/.docker/config.json"
   EXPECT_EQ(c.fetch_attempts, 6);
   EXPECT_EQ(c.fetch_timeout, milliseconds(90000));
   EXPECT_EQ(c.connect_timeout, milliseconds(2500));
+  EXPECT_EQ(c.readahead_bytes, 512u << 10);
   EXPECT_EQ(c.hosts_dir, "/etc/ocix/certs.d");
   EXPECT_EQ(c.docker_config, "/root/.docker/config.json");
 
@@ -113,6 +116,8 @@ TEST(Config, DefaultRegistryOptionsMatchTheClient) {
   EXPECT_EQ(mine.max_attempts, client.max_attempts);
   EXPECT_EQ(mine.low_speed_timeout, client.low_speed_timeout);
   EXPECT_EQ(mine.connect_timeout, client.connect_timeout);
+  // Lazy reads fetch frames with tar headers between them: one request each run.
+  EXPECT_EQ(mine.range_coalesce_gap, 64u << 10);
 }
 
 TEST(Config, Sizes) {
@@ -181,6 +186,9 @@ TEST(Config, EnumsAndRanges) {
   ExpectInvalid("[fetch]\nattempts = 101", {"fetch.attempts (line 2)"});
   ExpectInvalid("[fetch]\nattempts = 9223372036854775807", {"fetch.attempts (line 2)"});
   ExpectInvalid("[fetch]\nattempts = 4.0", {"fetch.attempts (line 2)", "expected an integer"});
+  EXPECT_EQ(MustParse("[fetch]\nreadahead = 0").readahead_bytes, 0u);
+  EXPECT_EQ(MustParse("[fetch]\nreadahead = \"64MiB\"").readahead_bytes, 64u << 20);
+  ExpectInvalid("[fetch]\nreadahead = \"65MiB\"", {"fetch.readahead (line 2)", "at most 64 MiB"});
 }
 
 TEST(Config, Addresses) {

@@ -35,6 +35,8 @@ struct Config {
   int fetch_attempts = 4;                          // per request, >= 1
   std::chrono::milliseconds fetch_timeout{15000};  // a transfer idle this long is retried
   std::chrono::milliseconds connect_timeout{5000};
+  // Largest read-ahead window in blob order (fuse::LayerFsOptions); 0: off.
+  uint64_t readahead_bytes = 2u << 20;
 
   // [registry]
   std::string hosts_dir = "/etc/containerd/certs.d";  // containerd hosts.toml tree

@@ -10,7 +10,9 @@
 // state and forget is a no-op. Every request gets exactly one reply.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -39,10 +41,43 @@ struct LayerFsOptions {
   // would change the stacked view. Returns null when no lower layer has one
   // (then: 0755, root, time 0, as unpackers create them).
   std::function<const core::Entry*(std::string_view path)> lower_dir;
+  // Read-ahead in blob order: a blob holds files in path order, so a read
+  // that misses the cache may also fetch the frames that follow it (whole
+  // frames within the window, in a request of their own on the layer's
+  // read-ahead thread, so the read waits only for its own chunks). It starts (readahead_min_bytes) when a miss lands
+  // close to the previous one; then at each miss the window doubles if most of the last read-ahead was read since, and
+  // halves (to nothing below the minimum) if little of it was, up to readahead_max_bytes. Scattered reads so fetch only
+  // what they read. 0 for readahead_max_bytes turns it off.
+  uint64_t readahead_min_bytes = 128u << 10;
+  uint64_t readahead_max_bytes = 2u << 20;
 };
 
+// FUSE requests a layer answers, counted by kind.
+enum class FuseOp : uint8_t {
+  kLookup,
+  kGetattr,
+  kReadlink,
+  kOpen,
+  kRead,
+  kOpendir,
+  kReaddir,
+  kReaddirplus,
+  kGetxattr,
+  kListxattr,
+  kStatfs,
+};
+inline constexpr size_t kFuseOpCount = 11;
+std::string_view FuseOpName(FuseOp op);
+
 struct LayerFsStats {
-  std::atomic<uint64_t> reads{0}, read_bytes{0}, read_errors{0}, lookups{0};
+  std::array<std::atomic<uint64_t>, kFuseOpCount> ops{};  // by FuseOp
+  uint64_t op(FuseOp o) const { return ops[static_cast<size_t>(o)].load(); }
+  std::atomic<uint64_t> read_bytes{0}, read_errors{0};
+  // Chunks reads were answered from, each counted once per layer, and the
+  // compressed bytes of their frames: what the workload needed from the blob.
+  std::atomic<uint64_t> served_chunks{0}, served_frame_bytes{0};
+  // Chunks fetched by read-ahead (not asked for by the read itself).
+  std::atomic<uint64_t> readahead_chunks{0}, readahead_frame_bytes{0};
   std::atomic<uint64_t> prefetched_chunks{0}, prefetch_errors{0};
   std::atomic<bool> prefetch_done{false};
   std::atomic<int> active_reads{0};  // on-demand reads in progress (prefetch yields to them)

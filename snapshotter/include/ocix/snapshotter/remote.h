@@ -3,6 +3,7 @@
 // it with a lazy FUSE filesystem over the node's shared chunk cache.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -51,7 +52,10 @@ using FetchObserver = std::function<void(double, uint64_t, bool)>;
 
 struct RemoteStats {
   uint64_t mounted = 0;
-  uint64_t fuse_reads = 0, fuse_read_bytes = 0, fuse_read_errors = 0, fuse_lookups = 0;
+  std::array<uint64_t, fuse::kFuseOpCount> fuse_ops{};  // by fuse::FuseOp
+  uint64_t fuse_read_bytes = 0, fuse_read_errors = 0;
+  uint64_t served_chunks = 0, served_frame_bytes = 0;
+  uint64_t readahead_chunks = 0, readahead_frame_bytes = 0;
   uint64_t prefetched_chunks = 0, prefetch_errors = 0;
 };
 
