@@ -64,6 +64,12 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
     read_bytes += l->stats().read_bytes;
     read_errors += l->stats().read_errors;
   }
+  json ops = json::object();
+  for (size_t i = 0; i < fuse::kFuseOpCount; ++i) {
+    uint64_t n = 0;
+    for (const auto& l : m.layers()) n += l->stats().ops[i];
+    ops[std::string(fuse::FuseOpName(static_cast<fuse::FuseOp>(i)))] = n;
+  }
   return {{"hits", s.hits},
           {"misses", s.misses},
           {"fetched_chunks", s.fetched_chunks},
@@ -78,7 +84,8 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
           {"readahead_frame_bytes", readahead_frame_bytes},
           {"prefetched_chunks", prefetched},
           {"prefetch_pending", prefetch_pending},
-          {"prefetch_errors", prefetch_errors}};
+          {"prefetch_errors", prefetch_errors},
+          {"fuse_ops", ops}};
 }
 
 // Resolves the image and opens a blob reader per layer (bottom first).

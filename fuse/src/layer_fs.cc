@@ -65,6 +65,7 @@ struct LayerFs::Impl {
   std::vector<Node> nodes;        // ino - 1
   std::deque<Entry> synthesized;  // directories a layer leaves implied
   uint64_t total_bytes = 0;
+  bool has_xattrs = false;  // any entry with an extended attribute or the opaque marker
 
   // Every frame of the blob once, in blob order; for each content table, the
   // position of each of its chunks there; whether a read was served from it.
@@ -197,6 +198,7 @@ core::Status LayerFs::Impl::Build() {
         if (nodes[ino - 1].entry->type == FileType::kDirectory) ++n.nlink;
     }
   }
+  for (const Node& n : nodes) has_xattrs = has_xattrs || n.entry->opaque || !n.entry->xattrs.empty();
   IndexFrames();
   return core::Status::Ok();
 }
@@ -610,8 +612,13 @@ std::vector<std::pair<std::string, std::string>> XattrsOf(const Node& n) {
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   Guard(req, [&] {
-    Self(req).Count(FuseOp::kGetxattr);
-    Node* n = Self(req).Get(ino);
+    LayerFs::Impl& fs = Self(req);
+    fs.Count(FuseOp::kGetxattr);
+    // A layer without any: ENOSYS makes the kernel stop asking this mount
+    // (EOPNOTSUPP from then on). overlayfs asks every lower file it looks up
+    // for trusted.overlay.metacopy, a round trip each otherwise.
+    if (!fs.has_xattrs) return void(fuse_reply_err(req, ENOSYS));
+    Node* n = fs.Get(ino);
     if (n == nullptr) return void(fuse_reply_err(req, ENOENT));
     for (const auto& [k, v] : XattrsOf(*n)) {
       if (k != name) continue;

@@ -1260,6 +1260,22 @@ TEST_F(LayerFsTest, PrefetchListFetchesOnlyTheListedFiles) {
 
 // ---- statfs, lifecycle ---------------------------------------------------------------------
 
+// A layer without extended attributes answers the first getxattr with
+// ENOSYS, so the kernel asks that mount no more (overlayfs would ask every
+// lower file it looks up for trusted.overlay.metacopy).
+TEST_F(LayerFsTest, LayerWithoutXattrsStopsGetxattrRequests) {
+  const Layer l = Convert({F("a", "a"), F("b", "b"), D("d/"), F("d/c", "c")});
+  LayerFs* fs = Mount(l, FileReader(l));
+  ASSERT_NE(fs, nullptr);
+  const std::string unsupported = "<errno " + std::to_string(EOPNOTSUPP) + ">";
+  EXPECT_EQ(GetXattr(P("a"), "trusted.overlay.metacopy"), unsupported);
+  EXPECT_EQ(GetXattr(P("b"), "security.capability"), unsupported);
+  EXPECT_EQ(GetXattr(P("d"), "trusted.overlay.opaque"), unsupported);
+  EXPECT_EQ(fs->stats().op(FuseOp::kGetxattr), 1u) << "the kernel stops asking after ENOSYS";
+  EXPECT_TRUE(ListXattrs(P("d/c")).empty());
+  EXPECT_EQ(ReadWhole(P("d/c")).data, "c");
+}
+
 TEST_F(LayerFsTest, Statfs) {
   std::vector<Member> v = {D("d/"), F("d/f", Pseudo(2 * kChunk, 1)), F("g", "g"), F("a/b/c", "implied")};
   const Layer l = Convert(v);
