@@ -355,13 +355,11 @@ def main():
         wklk = med([num(x_["walk_fuse_lookups"]) for x_ in xw])
         dr = (med(rd["ocix"]) or 0) - (med(rd["overlayfs"]) or 0)
         dw = (med(wk["ocix"]) or 0) - (med(wk["overlayfs"]) or 0)
-        p(f"Warm path, ocix (medians per run, from `ocix_fuse_operations_total`, which counts reads and lookups "
-          f"only): the sequential read took {rdops:.0f} FUSE reads ({int(nbytes) / max(rdops, 1) / 1024:.0f} KiB "
+        p(f"Warm path, ocix (medians per run, from `ocix_fuse_operations_total`): the sequential read took {rdops:.0f} FUSE reads ({int(nbytes) / max(rdops, 1) / 1024:.0f} KiB "
           f"per read) and {rdlk:.0f} lookups; its time beyond overlayfs is {dr * 1e6 / max(rdops, 1):.0f} µs per "
           f"FUSE read ({dr:.3f} s in all). The walk's time beyond overlayfs is {dw:.3f} s = "
-          f"{dw * 1e6 / max(int(npaths), 1):.1f} µs per path for {npaths} paths, with {wklk:.0f} FUSE lookups "
-          f"counted (readdir and getattr requests are not counted by the daemon); page, dentry "
-          f"and inode caches were dropped before each container, so both sides start from the disk.")
+          f"{dw * 1e6 / max(int(npaths), 1):.1f} µs per path for {npaths} paths, with {wklk:.0f} FUSE lookups; "
+          f"page, dentry and inode caches were dropped before each container, so both sides start from the disk.")
         p("")
 
     analysis = os.path.join(out, "analysis.md")
