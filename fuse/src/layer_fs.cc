@@ -101,8 +101,8 @@ struct LayerFs::Impl {
   void IndexFrames();
   void Attr(fuse_ino_t ino, struct stat& st) const;
   std::vector<core::ChunkRef> ReadAhead(std::span<const core::ChunkRef> refs);
-  core::Status Fetch(size_t table, std::span<const core::ChunkRef> refs);
-  std::vector<Batch> FileFill(size_t table, std::span<const core::ChunkRef> refs);
+  core::Status Fetch(size_t table, size_t first, std::span<const core::ChunkRef> refs);
+  std::vector<Batch> FileFill(size_t table, size_t first, std::span<const core::ChunkRef> refs);
   void Enqueue(std::vector<Batch> batches);
   void StartReadAhead();
   void StopReadAhead();
@@ -284,8 +284,8 @@ std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(std::span<const core::Chunk
   uint64_t end = hi;
   auto it = std::lower_bound(frames.begin(), frames.end(), hi,
                              [](const core::ChunkRef& f, uint64_t off) { return f.blob_offset < off; });
-  // Whole frames that end inside the window: a large chunk frame comes only
-  // once the window has grown to hold it.
+  // Whole frames that end inside the window: a frame larger than the window
+  // is not read ahead (the rest of a large file comes by file fill).
   for (; ra_window > 0 && it != frames.end() && it->blob_offset + it->frame_size <= hi + ra_window; ++it) {
     if (store->Has(it->digest)) continue;
     extra.push_back(*it);
@@ -298,7 +298,8 @@ std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(std::span<const core::Chunk
   return extra;
 }
 
-std::vector<LayerFs::Impl::Batch> LayerFs::Impl::FileFill(size_t table, std::span<const core::ChunkRef> refs) {
+std::vector<LayerFs::Impl::Batch> LayerFs::Impl::FileFill(size_t table, size_t first,
+                                                          std::span<const core::ChunkRef> refs) {
   const core::ContentTable& t = toc.contents[table];
   if (opts.readahead_max_bytes == 0 || t.chunks.size() < 4) return {};
   bool missed = false;
@@ -313,15 +314,18 @@ std::vector<LayerFs::Impl::Batch> LayerFs::Impl::FileFill(size_t table, std::spa
     return {};
   }
   std::vector<Batch> out;
-  uint64_t bytes = 0;
-  // From the chunk after this read on, then the file's beginning.
-  size_t last = 0;
-  for (size_t i = 0; i < t.chunks.size(); ++i)
-    if (t.chunks[i].blob_offset == refs.back().blob_offset) last = i;
-  for (size_t k = 1; k < t.chunks.size(); ++k) {
+  uint64_t bytes = 0, total = 0;
+  // From the chunk after this read on, then the file's beginning; never the
+  // read's own chunks (the read fetches those itself).
+  const size_t last = first + refs.size() - 1;
+  for (size_t k = 1; k + refs.size() <= t.chunks.size(); ++k) {
     const size_t i = (last + k) % t.chunks.size();
     const core::ChunkLocation& c = t.chunks[i];
     if (store->Has(c.digest)) continue;
+    // A large file read in places (a database, an archive) is not fetched
+    // whole: at most eight windows of it.
+    total += c.frame_size;
+    if (total > 8 * opts.readahead_max_bytes) return {};
     if (out.empty() || bytes + c.frame_size > opts.readahead_max_bytes) {
       out.push_back(Batch{{}, true});
       bytes = 0;
@@ -355,8 +359,8 @@ void LayerFs::Impl::Enqueue(std::vector<Batch> batches) {
   ra_q_cv.notify_one();
 }
 
-core::Status LayerFs::Impl::Fetch(size_t table, std::span<const core::ChunkRef> refs) {
-  std::vector<Batch> later = FileFill(table, refs);
+core::Status LayerFs::Impl::Fetch(size_t table, size_t first, std::span<const core::ChunkRef> refs) {
+  std::vector<Batch> later = FileFill(table, first, refs);
   std::vector<core::ChunkRef> extra = ReadAhead(refs);
   if (!extra.empty()) later.insert(later.begin(), Batch{std::move(extra), false});
   Enqueue(std::move(later));
@@ -389,10 +393,14 @@ void LayerFs::Impl::ReadAheadLoop() {
       batch = std::move(ra_queue.front().refs);
       ra_queue.pop_front();
     }
-    // A failure costs nothing but the read-ahead: the reads fetch on demand.
-    if (store->Ensure(*blob, batch).ok()) {
-      stats->readahead_chunks += batch.size();
-      for (const core::ChunkRef& r : batch) stats->readahead_frame_bytes += r.frame_size;
+    // A failure costs the read-ahead (and the reads waiting on its chunks
+    // then fail as they would have on their own); nothing may end the thread.
+    try {
+      if (store->Ensure(*blob, batch).ok()) {
+        stats->readahead_chunks += batch.size();
+        for (const core::ChunkRef& r : batch) stats->readahead_frame_bytes += r.frame_size;
+      }
+    } catch (...) {
     }
   }
 }
@@ -412,9 +420,16 @@ int LayerFs::Impl::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) 
     const core::ChunkLocation& c = n.content->chunks[i];
     refs.push_back(core::ChunkRef{c.digest, toc.ChunkRange(file_size, i).second, c.blob_offset, c.frame_size});
   }
-  stats->active_reads.fetch_add(1);
-  core::Status s = Fetch(static_cast<size_t>(n.content - toc.contents.data()), refs);
-  stats->active_reads.fetch_sub(1);
+  core::Status s;
+  {
+    // Prefetch yields while on-demand reads are in progress.
+    struct Active {
+      std::atomic<int>& n;
+      explicit Active(std::atomic<int>& c) : n(c) { ++n; }
+      ~Active() { --n; }
+    } active(stats->active_reads);
+    s = Fetch(static_cast<size_t>(n.content - toc.contents.data()), first, refs);
+  }
   if (!s.ok()) {
     ++stats->read_errors;
     return fuse_reply_err(req, EIO);

@@ -1006,6 +1006,28 @@ TEST_F(LayerFsTest, ReadAheadFillsAFileThatMissesThrice) {
   EXPECT_EQ(fs->stats().served_chunks.load(), 10u);
 }
 
+// File fill stops at eight windows: a large file read in places (a
+// database, an archive) is not fetched whole.
+TEST_F(LayerFsTest, ReadAheadDoesNotFillAFileLargerThanEightWindows) {
+  const std::string content = Pseudo(10 * kChunk, 33);
+  const Layer l = Convert({F("big", content)});
+  const core::ContentTable* t = Content(l, "/big");
+  ASSERT_NE(t, nullptr);
+  auto log = std::make_shared<ReaderLog>();
+  LayerFsOptions o;
+  o.readahead_min_bytes = 2 << 10;
+  o.readahead_max_bytes = 2 << 10;  // the other 7 chunks' frames exceed 8 x 2 KiB
+  ASSERT_NE(Mount(l, Reader(l, log), o), nullptr);
+  Fd fd(open(P("big").c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  ASSERT_TRUE(fd.ok()) << std::strerror(errno);
+  for (uint64_t c : {0, 9, 5}) ASSERT_EQ(PRead(fd.get(), c * kChunk, kChunk).data, content.substr(c * kChunk, kChunk));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  size_t stored = 0;
+  for (const auto& c : t->chunks) stored += store_->Has(c.digest) ? 1 : 0;
+  EXPECT_EQ(stored, 3u);
+  EXPECT_EQ(log->Calls(), 3);
+}
+
 // Many threads reading the same chunks at once: each frame is fetched once.
 TEST_F(LayerFsTest, ConcurrentReadsFetchEachChunkOnce) {
   const std::string content = Pseudo(6 * kChunk, 77);

@@ -337,6 +337,8 @@ void ChunkStore::FetchBatch(BlobReader& blob, std::span<Owned* const> batch) {
       stats_.fetched_bytes += frame.size();
     }
     batch[i]->status = VerifyAndStore(batch[i]->ref, frame).WithContext("from " + blob.Describe());
+    // Readers waiting on this chunk need not wait for the rest of the batch.
+    CompleteFlights(std::span<Owned>(batch[i], 1));
   }
 }
 

@@ -41,13 +41,17 @@ struct LayerFsOptions {
   // would change the stacked view. Returns null when no lower layer has one
   // (then: 0755, root, time 0, as unpackers create them).
   std::function<const core::Entry*(std::string_view path)> lower_dir;
-  // Read-ahead in blob order: a blob holds files in path order, so a read
-  // that misses the cache may also fetch the frames that follow it (whole
-  // frames within the window, in a request of their own on the layer's
-  // read-ahead thread, so the read waits only for its own chunks). It starts (readahead_min_bytes) when a miss lands
-  // close to the previous one; then at each miss the window doubles if most of the last read-ahead was read since, and
-  // halves (to nothing below the minimum) if little of it was, up to readahead_max_bytes. Scattered reads so fetch only
-  // what they read. 0 for readahead_max_bytes turns it off.
+  // Read-ahead in blob order. A blob holds files in path order, so a read
+  // that misses the cache may also fetch the whole frames that follow it,
+  // in requests of their own on the layer's read-ahead thread (the read
+  // waits only for its own chunks). It starts at readahead_min_bytes when a
+  // miss lands close to the previous one; at each miss the window doubles if
+  // most of the last read-ahead was read since and halves (to nothing below
+  // the minimum) if little of it was, up to readahead_max_bytes, so
+  // scattered reads fetch only what they read. A file of four or more
+  // chunks whose third read misses (an executable being run) gets the rest
+  // of it, in batches of readahead_max_bytes, unless the rest is more than
+  // eight of them. 0 for readahead_max_bytes turns it all off.
   uint64_t readahead_min_bytes = 128u << 10;
   uint64_t readahead_max_bytes = 2u << 20;
 };
