@@ -9,7 +9,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -119,7 +118,6 @@ Status Serve(const MountOptions& o, const std::string& state, int ready_fd) {
   OCIX_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(so));
   fuse::LayerFsOptions lo;
   lo.readahead_max_bytes = o.readahead;
-  lo.readahead_min_bytes = std::min(lo.readahead_min_bytes, o.readahead);
   OCIX_ASSIGN_OR_RETURN(auto mount, fuse::ImageMount::Create(std::move(layers), *store, state, o.mountpoint, lo));
   mount->StartPrefetch(o.prefetch == "none"   ? fuse::Prefetch::kNone
                        : o.prefetch == "list" ? fuse::Prefetch::kList

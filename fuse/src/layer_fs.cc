@@ -100,9 +100,10 @@ struct LayerFs::Impl {
   core::Status Build();
   void IndexFrames();
   void Attr(fuse_ino_t ino, struct stat& st) const;
-  std::vector<core::ChunkRef> ReadAhead(std::span<const core::ChunkRef> refs);
-  core::Status Fetch(size_t table, size_t first, std::span<const core::ChunkRef> refs);
+  // Both called only for a read that misses: [lo, hi) spans its missing frames.
+  std::vector<core::ChunkRef> ReadAhead(uint64_t lo, uint64_t hi);
   std::vector<Batch> FileFill(size_t table, size_t first, std::span<const core::ChunkRef> refs);
+  core::Status Fetch(size_t table, size_t first, std::span<const core::ChunkRef> refs);
   void Enqueue(std::vector<Batch> batches);
   void StartReadAhead();
   void StopReadAhead();
@@ -252,15 +253,7 @@ void LayerFs::Impl::Attr(fuse_ino_t ino, struct stat& st) const {
   st.st_blocks = static_cast<blkcnt_t>((allocated + 511) / 512);
 }
 
-std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(std::span<const core::ChunkRef> refs) {
-  if (opts.readahead_max_bytes == 0) return {};
-  uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
-  for (const core::ChunkRef& r : refs) {
-    if (store->Has(r.digest)) continue;
-    lo = std::min(lo, r.blob_offset);
-    hi = std::max(hi, r.blob_offset + r.frame_size);
-  }
-  if (hi == 0) return {};  // everything is cached: nothing to go with
+std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(uint64_t lo, uint64_t hi) {
   std::lock_guard lock(ra_mu);
   if (!ra_last.empty()) {
     // The window follows how much of the last read-ahead was read since:
@@ -301,10 +294,7 @@ std::vector<core::ChunkRef> LayerFs::Impl::ReadAhead(std::span<const core::Chunk
 std::vector<LayerFs::Impl::Batch> LayerFs::Impl::FileFill(size_t table, size_t first,
                                                           std::span<const core::ChunkRef> refs) {
   const core::ContentTable& t = toc.contents[table];
-  if (opts.readahead_max_bytes == 0 || t.chunks.size() < 4) return {};
-  bool missed = false;
-  for (const core::ChunkRef& r : refs) missed = missed || !store->Has(r.digest);
-  if (!missed) return {};
+  if (t.chunks.size() < 4) return {};
   // The third read of a file that misses: a file read in three places (an
   // executable being run, a file read on) is read all over, so the rest of
   // it follows in the background, in batches of the window. Two is not
@@ -360,8 +350,16 @@ void LayerFs::Impl::Enqueue(std::vector<Batch> batches) {
 }
 
 core::Status LayerFs::Impl::Fetch(size_t table, size_t first, std::span<const core::ChunkRef> refs) {
+  if (opts.readahead_max_bytes == 0) return store->Ensure(*blob, refs);
+  uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
+  for (const core::ChunkRef& r : refs) {
+    if (store->Has(r.digest)) continue;
+    lo = std::min(lo, r.blob_offset);
+    hi = std::max(hi, r.blob_offset + r.frame_size);
+  }
+  if (hi == 0) return store->Ensure(*blob, refs);  // all cached: nothing to read ahead
   std::vector<Batch> later = FileFill(table, first, refs);
-  std::vector<core::ChunkRef> extra = ReadAhead(refs);
+  std::vector<core::ChunkRef> extra = ReadAhead(lo, hi);
   if (!extra.empty()) later.insert(later.begin(), Batch{std::move(extra), false});
   Enqueue(std::move(later));
   return store->Ensure(*blob, refs);
@@ -705,6 +703,7 @@ core::Result<std::unique_ptr<LayerFs>> LayerFs::Create(core::Toc toc, core::Chun
   impl.store = &store;
   impl.blob = std::move(blob);
   impl.opts = std::move(options);
+  impl.opts.readahead_min_bytes = std::min(impl.opts.readahead_min_bytes, impl.opts.readahead_max_bytes);
   impl.stats = &fs->stats_;
   OCIX_RETURN_IF_ERROR(impl.Build().WithContext("layer tree"));
   return fs;

@@ -216,7 +216,6 @@ Result<std::unique_ptr<RemoteLayers::Layer>> RemoteLayers::Load(const RemoteLaye
   fuse::LayerFsOptions o;
   o.fsname = "ocix-" + layer.layer_digest.substr(7, 12);
   o.readahead_max_bytes = options_.config.readahead_bytes;
-  o.readahead_min_bytes = std::min(o.readahead_min_bytes, o.readahead_max_bytes);
   // The lower layers' manifests are read only while Create indexes the tree;
   // the lock keeps them mounted (and alive) for that long.
   std::lock_guard lock(mu_);

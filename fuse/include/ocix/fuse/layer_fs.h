@@ -51,7 +51,8 @@ struct LayerFsOptions {
   // scattered reads fetch only what they read. A file of four or more
   // chunks whose third read misses (an executable being run) gets the rest
   // of it, in batches of readahead_max_bytes, unless the rest is more than
-  // eight of them. 0 for readahead_max_bytes turns it all off.
+  // eight of them. 0 for readahead_max_bytes turns it all off; a minimum
+  // above the maximum is taken as the maximum.
   uint64_t readahead_min_bytes = 128u << 10;
   uint64_t readahead_max_bytes = 2u << 20;
 };
