@@ -75,6 +75,7 @@ json StatsJson(const ChunkStore& store, const fuse::ImageMount& m) {
           {"fetched_bytes", s.fetched_bytes},
           {"fetch_requests", s.fetch_requests},
           {"corrupt_chunks", s.corrupt_chunks},
+          {"rechecked", s.rechecked},
           {"fetch_errors", s.fetch_errors},
           {"reads", reads},
           {"read_bytes", read_bytes},

@@ -66,6 +66,10 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
        "Compressed frame bytes of the chunks counted by ocix_readahead_chunks_total.",
        MetricType::kCounter,
        {}},
+      {"ocix_cache_rechecked_chunks_total",
+       "Cached chunks of an earlier boot that passed their check before first use.",
+       MetricType::kCounter,
+       {}},
       {"ocix_prefetched_chunks_total", "Chunks fetched by background prefetch.", MetricType::kCounter, {}},
       {"ocix_mounted_layers", "Remote layers currently mounted.", MetricType::kGauge, {}},
   };
@@ -82,6 +86,7 @@ ocix::core::Result<ocix::snapshotter::MetricsRegistry::CollectorId> AddSnapshott
     add("ocix_cache_hits_total", static_cast<double>(st.hits));
     add("ocix_cache_misses_total", static_cast<double>(st.misses));
     add("ocix_verification_failures_total", static_cast<double>(st.corrupt_chunks));
+    add("ocix_cache_rechecked_chunks_total", static_cast<double>(st.rechecked));
     add("ocix_cache_entries", static_cast<double>(st.entries));
     add("ocix_cache_bytes", static_cast<double>(st.bytes));
     add("ocix_cache_evicted_chunks_total", static_cast<double>(st.evicted));

@@ -104,7 +104,7 @@ log "metrics"
 curl -fsS "http://127.0.0.1:$metrics_port/metrics" >metrics.txt || fail "no metrics endpoint"
 for m in ocix_fetched_bytes_total ocix_cache_hits_total ocix_cache_misses_total ocix_verification_failures_total \
   ocix_fetch_duration_seconds_bucket ocix_fuse_operations_total ocix_mounted_layers ocix_served_frame_bytes_total \
-  ocix_readahead_frame_bytes_total; do
+  ocix_readahead_frame_bytes_total ocix_cache_rechecked_chunks_total; do
   grep -q "^$m" metrics.txt || fail "metric $m missing: $(head -50 metrics.txt)"
 done
 # The run read files through the lazy layers: FUSE requests by kind, and

@@ -147,7 +147,7 @@ class FakeBlob : public BlobReader {
 };
 
 std::unique_ptr<ChunkStore> OpenStore(const std::string& root, int attempts = 1) {
-  auto s = ChunkStore::Open({root, attempts});
+  auto s = ChunkStore::Open({root, attempts, ""});
   EXPECT_TRUE(s.ok()) << s.status().ToString();
   return s.ok() ? std::move(s).value() : nullptr;
 }
@@ -404,6 +404,91 @@ TEST(ChunkStore, ReopenSeesEntriesAndServesHits) {
             dir.Path("chunks/" + b.refs[0].digest.Hex().substr(0, 2) + "/" + b.refs[0].digest.Hex()));
 }
 
+std::unique_ptr<ChunkStore> OpenInBoot(const std::string& root, const std::string& boot) {
+  ChunkStore::Options o;
+  o.root = root;
+  o.boot_id = boot;
+  auto s = ChunkStore::Open(o);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+// Entries are written without a sync: after a reboot (a crash may have lost
+// unsynced data under a final name) each is checked before it is used, kept
+// when intact, fetched again when not. Within one boot they are trusted.
+TEST(ChunkStore, AfterARebootEntriesAreCheckedBeforeUse) {
+  TempDir dir;
+  TestBlob b = MakeBlob({3000, 1000, 2000, 500});
+  {
+    FakeBlob blob(b.data);
+    auto store = OpenInBoot(dir.dir(), "boot-1");
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(store->Ensure(blob, b.refs).ok());
+  }
+  EXPECT_EQ(ReadFile(dir.Path("boot-id")), "boot-1\n");
+  {  // A restart in the same boot: everything trusted, nothing moved.
+    auto store = OpenInBoot(dir.dir(), "boot-1");
+    ASSERT_TRUE(store);
+    for (const ChunkRef& r : b.refs) EXPECT_TRUE(store->Has(r.digest));
+    EXPECT_FALSE(fs::exists(dir.Path("unverified")));
+  }
+  // What a power loss can leave: a torn chunk of the right size, one cut
+  // short, one intact, one never touched again.
+  const std::string hex0 = b.refs[0].digest.Hex(), hex1 = b.refs[1].digest.Hex();
+  {
+    std::string torn = b.contents[0];
+    torn[1500] ^= 1;
+    fs::permissions(dir.Path("chunks/" + hex0.substr(0, 2) + "/" + hex0), fs::perms::owner_write,
+                    fs::perm_options::add);
+    WriteFile(dir.Path("chunks/" + hex0.substr(0, 2) + "/" + hex0), torn);
+    fs::resize_file(dir.Path("chunks/" + hex1.substr(0, 2) + "/" + hex1), 10);
+  }
+  auto store = OpenInBoot(dir.dir(), "boot-2");
+  ASSERT_TRUE(store);
+  EXPECT_EQ(ReadFile(dir.Path("boot-id")), "boot-2\n");
+  for (const ChunkRef& r : b.refs) {
+    EXPECT_FALSE(store->Has(r.digest));  // not before its check
+    EXPECT_EQ(store->OpenChunk(r.digest, r.size).status().code(), Code::kNotFound);
+  }
+  EXPECT_EQ(store->stats().entries, 4u);
+
+  FakeBlob blob(b.data);
+  const std::vector<ChunkRef> first3(b.refs.begin(), b.refs.begin() + 3);
+  ASSERT_TRUE(store->Ensure(blob, first3).ok());
+  // Only the damaged two were fetched; the intact one came back unfetched.
+  ASSERT_EQ(blob.calls(), 1u);
+  ASSERT_EQ(blob.call(0).size(), 2u);
+  EXPECT_EQ(blob.call(0)[0].offset, b.refs[0].blob_offset);
+  EXPECT_EQ(blob.call(0)[1].offset, b.refs[1].blob_offset);
+  StoreStats st = store->stats();
+  EXPECT_EQ(st.rechecked, 1u);
+  EXPECT_EQ(st.corrupt_chunks, 2u);
+  EXPECT_EQ(st.hits, 1u);
+  EXPECT_EQ(st.entries, 4u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(ReadFile(store->PathOf(b.refs[i].digest)), b.contents[i]);
+
+  // Another reboot before the last one was used: still checked, not trusted.
+  store.reset();
+  store = OpenInBoot(dir.dir(), "boot-3");
+  ASSERT_TRUE(store);
+  EXPECT_FALSE(store->Has(b.refs[3].digest));
+  ASSERT_TRUE(store->Ensure(blob, std::span(b.refs).subspan(3)).ok());
+  EXPECT_EQ(blob.calls(), 1u);
+  EXPECT_EQ(store->stats().rechecked, 1u);
+  EXPECT_FALSE(store->Has(b.refs[0].digest));  // boot 2's own entries wait for their check again
+  EXPECT_TRUE(store->Has(b.refs[3].digest));
+
+  // Trim sees entries waiting for their check too.
+  auto trimmed = store->Trim(0, 0);
+  ASSERT_TRUE(trimmed.ok());
+  EXPECT_EQ(*trimmed, 4u);
+  EXPECT_EQ(store->stats().entries, 0u);
+  store.reset();
+  // With nothing left to check, the directory goes.
+  store = OpenInBoot(dir.dir(), "boot-3");
+  EXPECT_FALSE(fs::exists(dir.Path("unverified")));
+}
+
 TEST(ChunkStore, OpenRemovesLeftoverTempFilesAndNeverServesThem) {
   TempDir dir;
   TestBlob b = MakeBlob({3000});
@@ -530,8 +615,8 @@ TEST(ChunkStore, RefusesImpossibleRefsAndOptions) {
     EXPECT_EQ(store->Ensure(blob, both).code(), Code::kInvalidArgument);
   }
   EXPECT_EQ(blob.calls(), 0u);  // refused before fetching anything
-  EXPECT_EQ(ChunkStore::Open({"", 1}).status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(ChunkStore::Open({dir.dir(), 0}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ChunkStore::Open({"", 1, ""}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ChunkStore::Open({dir.dir(), 0, ""}).status().code(), Code::kInvalidArgument);
   ASSERT_TRUE(store->Ensure(blob, std::span<const ChunkRef>()).ok());
 }
 

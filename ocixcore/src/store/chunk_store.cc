@@ -10,11 +10,13 @@
 #include <cerrno>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <set>
 #include <system_error>
 #include <vector>
 
+#include "ocix/core/atomic_file.h"
 #include "ocix/core/limits.h"
 
 namespace ocix::core {
@@ -63,6 +65,90 @@ Status ValidateRef(const ChunkRef& c) {
                            std::to_string(c.size) + " bytes");
   if (c.blob_offset > std::numeric_limits<uint64_t>::max() - c.frame_size)
     return InvalidArgument(what + ": frame ends past 2^64");
+  return Status::Ok();
+}
+
+// The kernel's boot id, or "" when unknown (every Open then rechecks).
+std::string ReadBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+std::string ReadFirstLine(const fs::path& p) {
+  std::ifstream in(p);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// Moves every entry of from/<xx>/ to to/<xx>/ (temp files stay for the scan).
+// One rename of the whole directory when `to` does not exist yet.
+Status MoveEntries(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  if (!fs::exists(from, ec) || fs::is_empty(from, ec)) return Status::Ok();
+  if (!fs::exists(to, ec)) {
+    if (::rename(from.c_str(), to.c_str()) == 0) return Status::Ok();
+    // Another process opening after the same reboot got there first: merge.
+    if (errno != EEXIST && errno != ENOTEMPTY) return ErrnoError("chunk store: rename " + from.string(), errno);
+  }
+  for (unsigned i = 0; i < 256; ++i) {
+    const std::string shard = ShardName(i);
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(from / shard, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (IsEntryName(name, shard)) names.push_back(name);
+    }
+    if (names.empty()) continue;
+    const fs::path dst = to / shard;
+    if (::mkdir(to.c_str(), 0755) != 0 && errno != EEXIST)
+      return ErrnoError("chunk store: mkdir " + to.string(), errno);
+    if (::mkdir(dst.c_str(), 0755) != 0 && errno != EEXIST)
+      return ErrnoError("chunk store: mkdir " + dst.string(), errno);
+    for (const std::string& n : names) {
+      if (::rename((from / shard / n).c_str(), (dst / n).c_str()) != 0 && errno != ENOENT)
+        return ErrnoError("chunk store: move " + (from / shard / n).string(), errno);
+    }
+  }
+  return Status::Ok();
+}
+
+// Counts the entries of dir/<xx>/ and removes dead writers' temp files.
+Status ScanEntries(const fs::path& dir, StoreStats& counted) {
+  // Shards are created on first write (removing directories is slow on some
+  // file systems, which made every test that drops a store slow), so only the
+  // existing ones are scanned.
+  for (unsigned i = 0; i < 256; ++i) {
+    const std::string shard = ShardName(i);
+    const fs::path sdir = dir / shard;
+    std::error_code ec;
+    if (!fs::is_directory(sdir, ec)) continue;
+    // Collect first: removing entries while iterating a directory is unspecified.
+    std::vector<fs::path> leftovers;
+    for (fs::directory_iterator it(sdir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.starts_with(kTempPrefix)) {
+        // Another process sharing the cache may be writing this one right
+        // now: only a dead writer's temp files are leftovers.
+        if (!WriterAlive(name)) leftovers.push_back(it->path());
+        continue;
+      }
+      std::error_code fec;
+      if (!IsEntryName(name, shard) || !it->is_regular_file(fec)) continue;  // not ours: leave it alone
+      const uintmax_t size = it->file_size(fec);
+      if (fec) continue;
+      ++counted.entries;
+      counted.bytes += size;
+    }
+    if (ec) return IoError("chunk store: list " + sdir.string() + ": " + ec.message());
+    for (const fs::path& p : leftovers) {
+      fs::remove(p, ec);
+      // Gone already: its writer renamed or removed it meanwhile.
+      if (ec && ec != std::errc::no_such_file_or_directory)
+        return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
+    }
+  }
   return Status::Ok();
 }
 
@@ -118,42 +204,30 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
   fs::create_directories(chunks, ec);
   if (ec) return IoError("chunk store: create " + chunks.string() + ": " + ec.message());
 
-  StoreStats counted;
-  // Shards are created on first write (removing directories is slow on some
-  // file systems, which made every test that drops a store slow), so only the
-  // existing ones are scanned.
-  for (unsigned i = 0; i < 256; ++i) {
-    const std::string shard = ShardName(i);
-    const fs::path dir = chunks / shard;
-    std::error_code dec;
-    if (!fs::is_directory(dir, dec)) continue;
-    // Collect first: removing entries while iterating a directory is unspecified.
-    std::vector<fs::path> leftovers;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      if (name.starts_with(kTempPrefix)) {
-        // Another process sharing the cache may be writing this one right
-        // now: only a dead writer's temp files are leftovers.
-        if (!WriterAlive(name)) leftovers.push_back(it->path());
-        continue;
-      }
-      std::error_code fec;
-      if (!IsEntryName(name, shard) || !it->is_regular_file(fec)) continue;  // not ours: leave it alone
-      const uintmax_t size = it->file_size(fec);
-      if (fec) continue;
-      ++counted.entries;
-      counted.bytes += size;
-    }
-    if (ec) return IoError("chunk store: list " + dir.string() + ": " + ec.message());
-    for (const fs::path& p : leftovers) {
-      fs::remove(p, ec);
-      // Gone already: its writer renamed or removed it meanwhile.
-      if (ec && ec != std::errc::no_such_file_or_directory)
-        return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
-    }
+  // Entries written in an earlier boot may have lost unsynced data to a
+  // crash: they are checked again before use. Within one boot the page
+  // cache holds what was written, whatever happened to the processes.
+  const std::string boot = options.boot_id.empty() ? ReadBootId() : options.boot_id;
+  const fs::path boot_file = fs::path(options.root) / "boot-id";
+  const fs::path unverified = fs::path(options.root) / "unverified";
+  if (boot.empty() || ReadFirstLine(boot_file) != boot) {
+    OCIX_RETURN_IF_ERROR(MoveEntries(chunks, unverified));
+    fs::create_directories(chunks, ec);
+    if (ec) return IoError("chunk store: create " + chunks.string() + ": " + ec.message());
+    // No sync needed: if this is lost, so is everything written after it.
+    if (!boot.empty()) OCIX_RETURN_IF_ERROR(WriteFileAtomic(boot_file.string(), boot + "\n"));
   }
+
+  StoreStats counted;
+  OCIX_RETURN_IF_ERROR(ScanEntries(chunks, counted));
+  StoreStats old;
+  OCIX_RETURN_IF_ERROR(ScanEntries(unverified, old));
+  counted.entries += old.entries;
+  counted.bytes += old.bytes;
   std::unique_ptr<ChunkStore> store(new ChunkStore(std::move(options)));
   store->stats_ = counted;  // not shared yet
+  store->has_unverified_ = old.entries > 0;
+  if (old.entries == 0) fs::remove_all(unverified, ec);  // all checked (or never any): one lookup less per miss
   return store;
 }
 
@@ -169,11 +243,11 @@ Result<uint64_t> ChunkStore::Trim(uint64_t max_bytes, uint64_t low_water_bytes) 
   };
   std::vector<Candidate> all;
   uint64_t total = 0;
-  const fs::path chunks = fs::path(options_.root) / "chunks";
-  for (unsigned i = 0; i < 256; ++i) {
-    const std::string shard = ShardName(i);
+  for (unsigned i = 0; i < 512; ++i) {
+    const std::string shard = ShardName(i % 256);
+    const fs::path dir = fs::path(options_.root) / (i < 256 ? "chunks" : "unverified") / shard;
     std::error_code ec;
-    for (fs::directory_iterator it(chunks / shard, ec), end; !ec && it != end; it.increment(ec)) {
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
       if (!IsEntryName(name, shard)) continue;
       struct stat st {};
@@ -204,6 +278,49 @@ Result<uint64_t> ChunkStore::Trim(uint64_t max_bytes, uint64_t low_water_bytes) 
 std::string ChunkStore::PathOf(const Digest& d) const {
   const std::string hex = d.Hex();
   return options_.root + "/chunks/" + hex.substr(0, 2) + "/" + hex;
+}
+
+std::string ChunkStore::UnverifiedPathOf(const Digest& d) const {
+  const std::string hex = d.Hex();
+  return options_.root + "/unverified/" + hex.substr(0, 2) + "/" + hex;
+}
+
+bool ChunkStore::Recheck(const ChunkRef& ref) {
+  if (!has_unverified_) return false;
+  const std::string path = UnverifiedPathOf(ref.digest);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  struct stat st {};
+  bool intact = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == ref.size;
+  if (intact) {
+    std::vector<uint8_t> data(ref.size);
+    size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::pread(fd.get(), data.data() + done, data.size() - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    intact = done == data.size() && Blake3::Hash(std::span<const uint8_t>(data)) == ref.digest;
+  }
+  const std::string final_path = PathOf(ref.digest);
+  if (intact) {
+    if (::rename(path.c_str(), final_path.c_str()) != 0 && errno == ENOENT) {  // the shard's first entry
+      const std::string shard = final_path.substr(0, final_path.size() - 2 * kDigestSize - 1);
+      ::mkdir(shard.c_str(), 0755);
+      if (::rename(path.c_str(), final_path.c_str()) != 0) return false;  // fetched instead
+    }
+    std::lock_guard lock(mu_);
+    ++stats_.rechecked;
+    return true;
+  }
+  if (::unlink(path.c_str()) == 0) {
+    std::lock_guard lock(mu_);
+    ++stats_.corrupt_chunks;
+    stats_.entries -= std::min<uint64_t>(stats_.entries, 1);
+    stats_.bytes -= std::min<uint64_t>(stats_.bytes, static_cast<uint64_t>(st.st_size));
+  }
+  return false;
 }
 
 bool ChunkStore::Has(const Digest& d) const { return EntryExists(PathOf(d)); }
@@ -252,7 +369,7 @@ Status ChunkStore::Ensure(BlobReader& blob, std::span<const ChunkRef> chunks) {
     }
     // A fetch may have finished between our check and our flight: check again
     // now that no one else can start one.
-    const bool stored_meanwhile = EntryExists(path);
+    const bool stored_meanwhile = EntryExists(path) || Recheck(c);
     if (stored_meanwhile) {
       ++hits;
     } else {
@@ -408,8 +525,7 @@ Status ChunkStore::WriteEntry(const ChunkRef& ref, std::span<const uint8_t> data
   }
   // Read-only, like the content it holds.
   if (::fchmod(fd.get(), 0444) != 0) return ErrnoError("chunk store: chmod " + tmp, errno);
-  // Durable before it gets its final name: a crash then leaves a temp file, never a torn entry.
-  if (::fdatasync(fd.get()) != 0) return ErrnoError("chunk store: fdatasync " + tmp, errno);
+  // No fdatasync: see "Crash safety" in the header.
   if (::close(fd.Release()) != 0) return ErrnoError("chunk store: close " + tmp, errno);
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) return ErrnoError("chunk store: rename to " + final_path, errno);
   guard.Committed();

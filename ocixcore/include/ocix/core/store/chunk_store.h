@@ -8,12 +8,20 @@
 //
 //   <root>/chunks/<first 2 hex digits>/<64 hex digits>   one verified chunk, uncompressed
 //   <root>/chunks/<xx>/.tmp-*                             a write in progress
+//   <root>/unverified/<xx>/<64 hex digits>                 a chunk written before the last reboot
+//   <root>/boot-id                                         the boot chunks/ was last written in
 //
-// Crash safety: an entry is decompressed and verified in memory, written to a
-// temp file in its shard directory, fdatasync'ed, then renamed to its final
-// name, so a name always holds a complete, verified chunk. A crash leaves at
-// most temp files, which Open removes. Losing a rename (no directory fsync)
-// is harmless: the chunk is fetched again.
+// Crash safety without a sync per chunk: an entry is decompressed and
+// verified in memory, written to a temp file in its shard directory and
+// renamed to its final name, so a name always holds a complete, verified
+// chunk as long as the kernel keeps running: a process that dies leaves the
+// page cache behind, and at most temp files, which Open removes. Only a
+// kernel crash or power loss can lose unsynced data under a final name; that
+// changes the boot id, so Open moves the entries of an earlier boot to
+// unverified/, and each is checked again (size and BLAKE3) the first time
+// Ensure needs it: moved back when it is intact, deleted and fetched again
+// when it is not. Nothing unverified is ever served. (A sync per chunk cost
+// 1.3 ms against 0.09 ms for the write, on the read path of every miss.)
 //
 // Thread safety: every method is safe to call concurrently; one ChunkStore is
 // shared by all layers and images of a process. Two processes may share a
@@ -52,7 +60,9 @@ struct StoreStats {
   uint64_t fetched_chunks = 0;  // frames received from blob readers
   uint64_t fetched_bytes = 0;   // their compressed bytes
   uint64_t fetch_requests = 0;  // ReadRanges calls
-  uint64_t corrupt_chunks = 0;  // frames that failed verification (never stored)
+  uint64_t corrupt_chunks = 0;  // frames that failed verification (never stored), and entries from
+                                // before a reboot that failed their check (deleted)
+  uint64_t rechecked = 0;       // entries from before a reboot that passed their check
   uint64_t fetch_errors = 0;    // failed ReadRanges calls
   uint64_t evicted = 0;         // entries removed by Trim
 };
@@ -65,11 +75,15 @@ class ChunkStore {
     // backoff belong in the BlobReader (the registry client has them); this
     // is for readers without any. Corrupt frames are never retried.
     int max_fetch_attempts = 1;
+    // The kernel's boot id (/proc/sys/kernel/random/boot_id when empty);
+    // tests set it to simulate a reboot.
+    std::string boot_id;
   };
 
   // Creates root/chunks (the shards 00..ff appear with their first entry),
-  // removes leftover temp files of a crashed process and counts the stored
-  // entries and bytes. InvalidArgument for an
+  // moves the entries of an earlier boot to unverified/ (see above), removes
+  // leftover temp files of a crashed process and counts the stored entries
+  // and bytes (both directories). InvalidArgument for an
   // empty root or max_fetch_attempts < 1; IoError etc. when the disk fails.
   static Result<std::unique_ptr<ChunkStore>> Open(Options options);
 
@@ -113,7 +127,8 @@ class ChunkStore {
   // inside the chunk; NotFound as OpenChunk; IoError if the file is short.
   Status ReadChunk(const Digest& d, uint64_t chunk_size, uint64_t offset, std::span<uint8_t> out);
 
-  // Whether an entry exists under d's name (its size is not checked).
+  // Whether a verified entry exists under d's name (its size is not checked;
+  // one in unverified/ does not count: Ensure checks it).
   bool Has(const Digest& d) const;
 
   StoreStats stats() const;
@@ -145,10 +160,15 @@ class ChunkStore {
   void FetchBatch(BlobReader& blob, std::span<Owned* const> batch);
   Status VerifyAndStore(const ChunkRef& ref, std::string_view frame);
   Status WriteEntry(const ChunkRef& ref, std::span<const uint8_t> data);
+  // An entry of an earlier boot: true once it passed its check and is back
+  // under its name; false (and deleted when damaged) otherwise.
+  bool Recheck(const ChunkRef& ref);
+  std::string UnverifiedPathOf(const Digest& d) const;
   // Publishes the owned flights' statuses and wakes their waiters (once each).
   void CompleteFlights(std::span<Owned> owned);
 
   const Options options_;
+  bool has_unverified_ = false;  // unverified/ held entries at Open (set before sharing)
 
   // Lock order: mu_ is a leaf; no I/O is done while holding it except the
   // counters' updates.
