@@ -517,7 +517,14 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     std::string_view n(name);
     auto it = std::lower_bound(p->children.begin(), p->children.end(), n,
                                [](const auto& c, std::string_view x) { return c.first < x; });
-    if (it == p->children.end() || it->first != n) return void(fuse_reply_err(req, ENOENT));
+    if (it == p->children.end() || it->first != n) {
+      // A negative entry the kernel may cache (the tree never changes):
+      // Python's module search alone stats thousands of names that do not exist.
+      fuse_entry_param none;
+      std::memset(&none, 0, sizeof none);
+      none.entry_timeout = fs.opts.entry_timeout_s;
+      return void(fuse_reply_entry(req, &none));
+    }
     fuse_entry_param e;
     FillEntry(fs, it->second, e);
     fuse_reply_entry(req, &e);

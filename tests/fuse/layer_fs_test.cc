@@ -1298,6 +1298,17 @@ TEST_F(LayerFsTest, LayerWithoutXattrsStopsGetxattrRequests) {
   EXPECT_EQ(ReadWhole(P("d/c")).data, "c");
 }
 
+TEST_F(LayerFsTest, MissingNamesAreCachedAsNegativeEntries) {
+  const Layer l = Convert({D("d/"), F("d/c", "c")});
+  LayerFs* fs = Mount(l, FileReader(l));
+  ASSERT_NE(fs, nullptr);
+  EXPECT_EQ(LstatErrno(P("d/missing.so")), ENOENT);
+  const uint64_t lookups = fs->stats().op(FuseOp::kLookup);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(LstatErrno(P("d/missing.so")), ENOENT);
+  EXPECT_EQ(fs->stats().op(FuseOp::kLookup), lookups) << "the kernel asked again for a name that does not exist";
+  EXPECT_EQ(ReadWhole(P("d/c")).data, "c");
+}
+
 TEST_F(LayerFsTest, Statfs) {
   std::vector<Member> v = {D("d/"), F("d/f", Pseudo(2 * kChunk, 1)), F("g", "g"), F("a/b/c", "implied")};
   const Layer l = Convert(v);
