@@ -1298,6 +1298,32 @@ TEST_F(LayerFsTest, LayerWithoutXattrsStopsGetxattrRequests) {
   EXPECT_EQ(ReadWhole(P("d/c")).data, "c");
 }
 
+TEST_F(LayerFsTest, FilesAndDirectoriesOpenWithoutRoundTrips) {
+  const Layer l = Convert({D("d/"), F("d/a", "aa"), F("d/b", "bb"), D("e/"), F("e/c", "cc")});
+  LayerFs* fs = Mount(l, FileReader(l));
+  ASSERT_NE(fs, nullptr);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ReadWhole(P("d/a")).data, "aa");
+    EXPECT_EQ(ReadWhole(P("d/b")).data, "bb");
+    EXPECT_EQ(ReadWhole(P("e/c")).data, "cc");
+    for (const char* d : {"", "d", "e"}) {
+      std::error_code ec;
+      size_t n = 0;
+      for (auto it = fs::directory_iterator(P(d), ec); !ec && it != fs::directory_iterator(); ++it) ++n;
+      EXPECT_FALSE(ec) << d;
+      EXPECT_GT(n, 0u) << d;
+    }
+  }
+  // The first of each is answered ENOSYS; the kernel then opens without asking.
+  EXPECT_EQ(fs->stats().op(FuseOp::kOpen), 1u);
+  EXPECT_EQ(fs->stats().op(FuseOp::kOpendir), 1u);
+  // Still read-only, and directories are still directories.
+  EXPECT_EQ(::open(P("d/a").c_str(), O_WRONLY | O_CLOEXEC), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(::open(P("d").c_str(), O_WRONLY | O_CLOEXEC), -1);
+  EXPECT_EQ(errno, EISDIR);
+}
+
 TEST_F(LayerFsTest, MissingNamesAreCachedAsNegativeEntries) {
   const Layer l = Convert({D("d/"), F("d/c", "c")});
   LayerFs* fs = Mount(l, FileReader(l));
