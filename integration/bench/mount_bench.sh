@@ -98,7 +98,7 @@ Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /pro
 | warm \`find\` + stat of every path, s | $t_walk_ocix | $t_walk_native | $(ratio "$t_walk_ocix" "$t_walk_native") |
 
 Cold first read of a small file (< 8 KiB; empty cache; registry on loopback; includes the one range request,
-decompression, BLAKE3 and the cache write with fdatasync): median $cold_ms ms (samples: ${lat[*]} ms).
+decompression, BLAKE3 and the cache write): median $cold_ms ms (samples: ${lat[*]} ms).
 
 Resident memory of the serving process after the walk: $rss_kb KiB for $entries paths =
 $(awk -v r="$rss_kb" -v n="$entries" 'BEGIN { printf "%.0f", r / n * 10000 }') KiB per 10k files.
