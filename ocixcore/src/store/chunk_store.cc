@@ -68,14 +68,6 @@ Status ValidateRef(const ChunkRef& c) {
   return Status::Ok();
 }
 
-// The kernel's boot id, or "" when unknown (every Open then rechecks).
-std::string ReadBootId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
-}
-
 std::string ReadFirstLine(const fs::path& p) {
   std::ifstream in(p);
   std::string line;
@@ -101,9 +93,7 @@ Status MoveEntries(const fs::path& from, const fs::path& to) {
       if (IsEntryName(name, shard)) names.push_back(name);
     }
     if (names.empty()) continue;
-    const fs::path dst = to / shard;
-    if (::mkdir(to.c_str(), 0755) != 0 && errno != EEXIST)
-      return ErrnoError("chunk store: mkdir " + to.string(), errno);
+    const fs::path dst = to / shard;  // `to` exists: the rename above found it
     if (::mkdir(dst.c_str(), 0755) != 0 && errno != EEXIST)
       return ErrnoError("chunk store: mkdir " + dst.string(), errno);
     for (const std::string& n : names) {
@@ -149,6 +139,26 @@ Status ScanEntries(const fs::path& dir, StoreStats& counted) {
         return IoError("chunk store: remove leftover " + p.string() + ": " + ec.message());
     }
   }
+  return Status::Ok();
+}
+
+// pread until `out` is full or the file ends: the bytes read, -1 on error (errno set).
+ssize_t ReadFull(int fd, std::span<uint8_t> out, uint64_t offset) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+// The shard directory of an entry path (created with its first entry).
+Status MakeShardOf(const std::string& entry_path) {
+  const std::string shard = entry_path.substr(0, entry_path.size() - 2 * kDigestSize - 1);
+  if (::mkdir(shard.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("chunk store: mkdir " + shard, errno);
   return Status::Ok();
 }
 
@@ -207,7 +217,8 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(Options options) {
   // Entries written in an earlier boot may have lost unsynced data to a
   // crash: they are checked again before use. Within one boot the page
   // cache holds what was written, whatever happened to the processes.
-  const std::string boot = options.boot_id.empty() ? ReadBootId() : options.boot_id;
+  // "" when unknown: every Open then rechecks.
+  const std::string boot = options.boot_id.empty() ? ReadFirstLine("/proc/sys/kernel/random/boot_id") : options.boot_id;
   const fs::path boot_file = fs::path(options.root) / "boot-id";
   const fs::path unverified = fs::path(options.root) / "unverified";
   if (boot.empty() || ReadFirstLine(boot_file) != boot) {
@@ -243,7 +254,7 @@ Result<uint64_t> ChunkStore::Trim(uint64_t max_bytes, uint64_t low_water_bytes) 
   };
   std::vector<Candidate> all;
   uint64_t total = 0;
-  for (unsigned i = 0; i < 512; ++i) {
+  for (unsigned i = 0; i < 2 * 256; ++i) {  // chunks/00..ff, then unverified/00..ff
     const std::string shard = ShardName(i % 256);
     const fs::path dir = fs::path(options_.root) / (i < 256 ? "chunks" : "unverified") / shard;
     std::error_code ec;
@@ -280,6 +291,11 @@ std::string ChunkStore::PathOf(const Digest& d) const {
   return options_.root + "/chunks/" + hex.substr(0, 2) + "/" + hex;
 }
 
+void ChunkStore::Uncount(uint64_t bytes) {
+  stats_.entries -= std::min<uint64_t>(stats_.entries, 1);
+  stats_.bytes -= std::min<uint64_t>(stats_.bytes, bytes);
+}
+
 std::string ChunkStore::UnverifiedPathOf(const Digest& d) const {
   const std::string hex = d.Hex();
   return options_.root + "/unverified/" + hex.substr(0, 2) + "/" + hex;
@@ -294,22 +310,16 @@ bool ChunkStore::Recheck(const ChunkRef& ref) {
   bool intact = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == ref.size;
   if (intact) {
     std::vector<uint8_t> data(ref.size);
-    size_t done = 0;
-    while (done < data.size()) {
-      const ssize_t n = ::pread(fd.get(), data.data() + done, data.size() - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    intact = done == data.size() && Blake3::Hash(std::span<const uint8_t>(data)) == ref.digest;
+    intact = ReadFull(fd.get(), data, 0) == static_cast<ssize_t>(data.size()) &&
+             Blake3::Hash(std::span<const uint8_t>(data)) == ref.digest;
   }
-  const std::string final_path = PathOf(ref.digest);
   if (intact) {
-    if (::rename(path.c_str(), final_path.c_str()) != 0 && errno == ENOENT) {  // the shard's first entry
-      const std::string shard = final_path.substr(0, final_path.size() - 2 * kDigestSize - 1);
-      ::mkdir(shard.c_str(), 0755);
-      if (::rename(path.c_str(), final_path.c_str()) != 0) return false;  // fetched instead
-    }
+    const std::string final_path = PathOf(ref.digest);
+    bool moved = ::rename(path.c_str(), final_path.c_str()) == 0;
+    if (!moved && errno == ENOENT && MakeShardOf(final_path).ok())  // the shard's first entry
+      moved = ::rename(path.c_str(), final_path.c_str()) == 0;
+    // Not moved (gone meanwhile, or the disk fails): not stored, so fetched.
+    if (!moved) return false;
     std::lock_guard lock(mu_);
     ++stats_.rechecked;
     return true;
@@ -317,8 +327,7 @@ bool ChunkStore::Recheck(const ChunkRef& ref) {
   if (::unlink(path.c_str()) == 0) {
     std::lock_guard lock(mu_);
     ++stats_.corrupt_chunks;
-    stats_.entries -= std::min<uint64_t>(stats_.entries, 1);
-    stats_.bytes -= std::min<uint64_t>(stats_.bytes, static_cast<uint64_t>(st.st_size));
+    Uncount(static_cast<uint64_t>(st.st_size));
   }
   return false;
 }
@@ -509,8 +518,7 @@ Status ChunkStore::WriteEntry(const ChunkRef& ref, std::span<const uint8_t> data
   const std::string template_path = tmp;
   UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (!fd.valid() && errno == ENOENT) {  // the shard's first entry
-    const std::string shard = final_path.substr(0, final_path.size() - 2 * kDigestSize - 1);
-    if (::mkdir(shard.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("chunk store: mkdir " + shard, errno);
+    OCIX_RETURN_IF_ERROR(MakeShardOf(final_path));
     tmp = template_path;  // mkostemp may have modified the XXXXXX
     fd.Reset(::mkostemp(tmp.data(), O_CLOEXEC));
   }
@@ -563,8 +571,7 @@ Result<UniqueFd> ChunkStore::OpenChunk(const Digest& d, uint64_t expected_size) 
   if (::stat(path.c_str(), &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino &&
       ::unlink(path.c_str()) == 0) {
     std::lock_guard lock(mu_);
-    stats_.entries -= std::min<uint64_t>(stats_.entries, 1);
-    stats_.bytes -= std::min<uint64_t>(stats_.bytes, static_cast<uint64_t>(st.st_size));
+    Uncount(static_cast<uint64_t>(st.st_size));
   }
   return NotFound("chunk " + d.Hex() + ": stored file has " + std::to_string(st.st_size) + " bytes, expected " +
                   std::to_string(expected_size) + "; removed");
@@ -575,14 +582,9 @@ Status ChunkStore::ReadChunk(const Digest& d, uint64_t chunk_size, uint64_t offs
     return InvalidArgument("chunk " + d.Hex() + ": read [" + std::to_string(offset) + ", +" +
                            std::to_string(out.size()) + ") outside its " + std::to_string(chunk_size) + " bytes");
   OCIX_ASSIGN_OR_RETURN(UniqueFd fd, OpenChunk(d, chunk_size));
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("chunk store: read " + PathOf(d), errno);
-    if (n == 0) return IoError("chunk store: " + PathOf(d) + " is shorter than its size");
-    done += static_cast<size_t>(n);
-  }
+  const ssize_t n = ReadFull(fd.get(), out, offset);
+  if (n < 0) return ErrnoError("chunk store: read " + PathOf(d), errno);
+  if (static_cast<size_t>(n) < out.size()) return IoError("chunk store: " + PathOf(d) + " is shorter than its size");
   return Status::Ok();
 }
 

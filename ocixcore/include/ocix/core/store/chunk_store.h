@@ -164,6 +164,8 @@ class ChunkStore {
   // under its name; false (and deleted when damaged) otherwise.
   bool Recheck(const ChunkRef& ref);
   std::string UnverifiedPathOf(const Digest& d) const;
+  // One entry of `bytes` removed from the counts. REQUIRES: mu_ held.
+  void Uncount(uint64_t bytes);
   // Publishes the owned flights' statuses and wakes their waiters (once each).
   void CompleteFlights(std::span<Owned> owned);
 
